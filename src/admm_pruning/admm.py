@@ -1,0 +1,96 @@
+"""ADMM for cardinality-constrained training (Zhang et al. 2018).
+
+minimize f(W) s.t. card(W_i) <= l_i, split as W_i = Z_i:
+  W-step: minimize f(W) + sum_i rho_scale * rho * ||W_i - Z_i + U_i||_F^2   (squared norm)
+  Z-step: Z_i <- Proj(W_i + U_i)   (exact top-k)
+  U-step: U_i <- U_i + W_i - Z_i
+with Z^0 = Proj(W^0) and U^0 = 0. rho_scale = 0.5 gives the papers' rho/2.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .projections import keep_count, topk_mask
+
+
+def _key(layer: str) -> str:
+    return layer.replace(".", "__")
+
+
+class ADMMState(nn.Module):
+    """Z, U, rho and the iteration count as buffers, so a checkpoint restores all of them."""
+
+    def __init__(
+        self,
+        weights: dict[str, torch.Tensor],
+        keep: dict[str, float],
+        rho: float,
+        rho_scale: float = 0.5,
+        rho_multiplier: float = 1.0,
+        rho_max: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.layers = list(keep)
+        self.k = {name: keep_count(weights[name].numel(), keep[name]) for name in self.layers}
+        self.rho_scale = rho_scale
+        self.rho_multiplier = rho_multiplier
+        self.rho_max = rho_max
+        self.register_buffer("rho", torch.tensor(float(rho)))
+        self.register_buffer("iteration", torch.tensor(0, dtype=torch.long))
+        for name in self.layers:
+            w = weights[name].detach()
+            self.register_buffer(f"z_{_key(name)}", self._project(name, w))
+            self.register_buffer(f"u_{_key(name)}", torch.zeros_like(w))
+
+    def z(self, name: str) -> torch.Tensor:
+        return getattr(self, f"z_{_key(name)}")
+
+    def u(self, name: str) -> torch.Tensor:
+        return getattr(self, f"u_{_key(name)}")
+
+    def _project(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        return w * topk_mask(w, self.k[name])
+
+    def penalty(self, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        """sum_i rho_scale * rho * ||W_i - Z_i + U_i||_F^2 (the squared Frobenius norm)."""
+        total = sum((weights[n] - self.z(n) + self.u(n)).pow(2).sum() for n in self.layers)
+        return self.rho_scale * self.rho * total
+
+    @torch.no_grad()
+    def add_penalty_grad_(self, params: dict[str, tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+        """Add d(penalty)/dW = 2 * rho_scale * rho * (W - Z + U) to each weight's .grad in place.
+
+        Same gradient as back-propagating ``penalty`` (the Caffe code adds rho * (W - Z + U)),
+        without building the penalty graph every step. ``params`` maps a layer to
+        (parameter, mask or None); a masked layer's gradient stays zero where pruned.
+        """
+        c = 2.0 * self.rho_scale * float(self.rho)
+        for n in self.layers:
+            w, mask = params[n]
+            if w.grad is None:
+                continue
+            g = (w - self.z(n) + self.u(n)).mul_(c)
+            w.grad.add_(g if mask is None else g.mul_(mask))
+
+    @torch.no_grad()
+    def update(self, weights: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+        """One Z-step and U-step; returns the per-layer primal ||W-Z||^2 and dual ||Z'-Z||^2.
+
+        rho then follows its schedule (multiplied each update; 1.0 keeps it constant).
+        """
+        primal, dual = {}, {}
+        for n in self.layers:
+            w, z, u = weights[n].detach(), self.z(n), self.u(n)
+            z_new = self._project(n, w + u)
+            dual[n] = (z_new - z).pow(2).sum().item()
+            primal[n] = (w - z_new).pow(2).sum().item()
+            u.add_(w - z_new)
+            z.copy_(z_new)
+        self.iteration += 1
+        rho = self.rho * self.rho_multiplier
+        if self.rho_max is not None:
+            rho = rho.clamp(max=self.rho_max)
+        self.rho.copy_(rho)
+        return {"primal": primal, "dual": dual}

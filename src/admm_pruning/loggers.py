@@ -1,0 +1,85 @@
+"""Experiment loggers. W&B is offline unless the user has set W&B up, and a W&B failure
+falls back to CSV with a warning: a run never fails because W&B has no network."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+
+log = logging.getLogger(__name__)
+LoggerFactory = Callable[..., Logger]
+
+
+def wandb_mode(mode: str = "auto") -> str:
+    """'auto' means online only if W&B credentials exist; WANDB_MODE always wins."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if mode != "auto":
+        return mode
+    netrc = Path.home() / ".netrc"
+    has_login = netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    return "online" if os.environ.get("WANDB_API_KEY") or has_login else "offline"
+
+
+def wandb_logger(
+    *, stage: str, group: str, name: str, tags: list[str], save_dir: str,
+    project: str = "admm-pruning", entity: str | None = None, mode: str = "auto",
+    root_dir: str | None = None,
+) -> Logger:
+    resolved = wandb_mode(mode)
+    if resolved == "disabled":
+        return csv_logger(stage=stage, group=group, name=name, tags=tags, save_dir=save_dir)
+    try:
+        import wandb
+
+        root = root_dir or save_dir
+        Path(root).mkdir(parents=True, exist_ok=True)
+        logger = WandbLogger(
+            project=project, entity=entity, name=name, group=group, job_type=stage,
+            tags=tags, save_dir=root, mode=resolved, reinit="create_new",
+            settings=wandb.Settings(init_timeout=30, silent=True))
+        _ = logger.experiment  # start now, so that a failure falls back before training
+        return logger
+    except Exception as exc:  # noqa: BLE001 - any W&B failure must not stop the run
+        log.warning("W&B unavailable (%s); logging to CSV in %s instead", exc, save_dir)
+        return csv_logger(stage=stage, group=group, name=name, tags=tags, save_dir=save_dir)
+
+
+def csv_logger(*, stage: str, group: str, name: str, tags: list[str], save_dir: str) -> Logger:
+    return CSVLogger(save_dir=save_dir, name="logs", version=stage)
+
+
+def close_logger(logger: Any) -> None:
+    if isinstance(logger, WandbLogger):
+        try:
+            logger.experiment.finish()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("W&B finish failed: %s", exc)
+
+
+def log_summary(factory: LoggerFactory | None, summary: dict[str, Any], rows: list[list[Any]],
+                columns: list[str], save_dir: str) -> None:
+    """A W&B run of job_type 'summary': flat summary keys and the per-layer table."""
+    if factory is None:
+        return
+    logger = factory(stage="summary", group=summary["experiment"],
+                     name=f"{summary['experiment']}-summary", tags=[summary["pruner"]],
+                     save_dir=save_dir)
+    if not isinstance(logger, WandbLogger):
+        return
+    try:
+        import wandb
+
+        run = logger.experiment
+        flat = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
+        run.summary.update(flat)
+        run.log({"per_layer": wandb.Table(columns=columns, data=rows)})
+    except Exception as exc:  # noqa: BLE001
+        log.warning("W&B summary logging failed: %s", exc)
+    finally:
+        close_logger(logger)

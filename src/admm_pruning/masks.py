@@ -1,0 +1,79 @@
+"""Masks as parametrizations: the optimizer keeps the original weight, the forward pass sees
+weight * mask, pruned entries get exactly zero gradient, and state dicts round-trip."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .models import prunable_layers
+from .projections import keep_count, topk_mask
+
+
+class Mask(nn.Module):
+    """weight -> weight * mask, with the mask a buffer so that checkpoints carry it."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.mask
+
+
+def magnitude_masks(model: nn.Module, keep: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Hard-prune masks: per named layer, the top-k weights by magnitude."""
+    layers = prunable_layers(model)
+    return {
+        name: topk_mask(layers[name].weight, keep_count(layers[name].weight.numel(), frac))
+        for name, frac in keep.items()
+    }
+
+
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero the pruned weights in place and attach the masks as parametrizations."""
+    layers = prunable_layers(model)
+    for name, mask in masks.items():
+        layer = layers[name]
+        mask = mask.to(layer.weight.device)
+        with torch.no_grad():
+            layer.weight.mul_(mask)
+        parametrize.register_parametrization(layer, "weight", Mask(mask))
+
+
+def current_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The masks attached to the model's layers, by layer name."""
+    out = {}
+    for name, layer in prunable_layers(model).items():
+        if parametrize.is_parametrized(layer, "weight"):
+            for p in layer.parametrizations.weight:
+                if isinstance(p, Mask):
+                    out[name] = p.mask.clone()
+    return out
+
+
+def weight_param(layer: nn.Module) -> tuple[nn.Parameter, torch.Tensor | None]:
+    """The parameter the optimizer updates for ``layer.weight``, and its mask if masked."""
+    if parametrize.is_parametrized(layer, "weight"):
+        mask = next((p.mask for p in layer.parametrizations.weight if isinstance(p, Mask)), None)
+        return layer.parametrizations.weight.original, mask
+    return layer.weight, None
+
+
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict with the masked (effective) weights under the plain keys.
+
+    It loads into an unmasked model of the same class, with no code from this suite.
+    """
+    state = {}
+    for key, value in model.state_dict().items():
+        if ".parametrizations." in key:
+            if not key.endswith(".original"):
+                continue  # the mask buffers: saved separately
+            module_name, _, rest = key.partition(".parametrizations.")
+            attr = rest.split(".")[0]
+            owner = model.get_submodule(module_name)
+            key, value = f"{module_name}.{attr}", getattr(owner, attr)
+        state[key] = value.detach().clone().cpu()
+    return state

@@ -1,0 +1,183 @@
+"""Lightning modules for the three stages: dense or masked training, and ADMM."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from .admm import ADMMState
+from .masks import weight_param
+from .models import prunable_layers
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf: stop instead of pruning garbage."""
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy training with an optional L2 term, l2/2 * sum ||W||^2 over prunable weights
+    (the TF code's 5e-5 * 1/2 ||W||^2), applied as its gradient after backward. Masked
+    retraining is this module on a masked model. The logged train/loss is the cross-entropy."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        l2: float = 0.0,
+        num_classes: int = 10,
+        stage: str = "train",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.l2 = l2
+        self.stage = stage
+        self.layer_names = list(prunable_layers(model))
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def layer_weights(self) -> dict[str, torch.Tensor]:
+        """Effective (masked, if masked) weights of the prunable layers."""
+        return {n: self.model.get_submodule(n).weight for n in self.layer_names}
+
+    def weight_params(self) -> dict[str, tuple[nn.Parameter, torch.Tensor | None]]:
+        """The optimized parameter behind each prunable weight, with its mask if masked."""
+        return {n: weight_param(self.model.get_submodule(n)) for n in self.layer_names}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"stage {self.stage}: loss is {loss.item()} at step {self.global_step} "
+                "(learning rate too high?); stopping before anything is pruned or saved")
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
+        return loss
+
+    @torch.no_grad()
+    def on_after_backward(self) -> None:
+        """L2 as its gradient, l2 * W (= d/dW of l2/2 ||W||^2), added in place."""
+        if self.l2:
+            for w, mask in self.weight_params().values():
+                if w.grad is not None:
+                    w.grad.add_(w if mask is None else w * mask, alpha=self.l2)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.val_acc.update(self.model(x), y)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.test_acc.update(self.model(x), y)
+        self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self) -> Any:
+        return self.optimizer_factory(self.model.parameters())
+
+    # Global RNG (dropout) travels with the checkpoint so a resumed run continues the same stream.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
+
+class ADMMModule(ClassifierModule):
+    """W-step = task loss + L2 + rho_scale * rho * sum ||W - Z + U||^2 (the penalty enters as its
+    exact gradient, see ``ADMMState.add_penalty_grad_``); every
+    ``steps_per_iteration`` optimizer steps the Z- and U-steps run and the residuals are logged.
+
+    Training stops after ``iterations`` updates, or earlier once every layer's primal and dual
+    residuals are <= eps.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        keep: dict[str, float],
+        steps_per_iteration: int,
+        iterations: int,
+        rho: float,
+        rho_scale: float = 0.5,
+        rho_multiplier: float = 1.0,
+        rho_max: float | None = None,
+        eps: float | None = None,
+        l2: float = 0.0,
+        lr_drop_steps: int | None = None,
+        lr_drop_gamma: float = 0.1,
+        lr_reset_each_iteration: bool = True,
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__(model, optimizer, l2=l2, num_classes=num_classes, stage="admm")
+        self.steps_per_iteration = steps_per_iteration
+        self.iterations = iterations
+        self.eps = eps
+        self.lr_drop_steps = lr_drop_steps
+        self.lr_drop_gamma = lr_drop_gamma
+        self.lr_reset_each_iteration = lr_reset_each_iteration
+        self.admm = ADMMState(
+            {n: w for n, w in self.layer_weights().items() if n in keep}, keep, rho,
+            rho_scale=rho_scale, rho_multiplier=rho_multiplier, rho_max=rho_max)
+        self.history: list[dict[str, Any]] = []
+        self.converged = False
+
+    @torch.no_grad()
+    def on_after_backward(self) -> None:
+        super().on_after_backward()
+        self.admm.add_penalty_grad_(self.weight_params())
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.global_step % self.steps_per_iteration:
+            return
+        rho = self.admm.rho.item()
+        res = self.admm.update(self.layer_weights())
+        it = int(self.admm.iteration)
+        self.history.append({"iteration": it, "rho": rho, **res})
+        for kind, per_layer in res.items():
+            for layer, value in per_layer.items():
+                self.log(f"admm/{kind}/{layer}", value, on_step=True, on_epoch=False)
+        self.log("admm/rho", rho, on_step=True, on_epoch=False)
+        self.log("admm/iteration", float(it), on_step=True, on_epoch=False)
+        if self.eps is not None and all(v <= self.eps for r in res.values() for v in r.values()):
+            self.converged = True
+        # Stopped here rather than by Trainer(max_steps): Lightning resumes an end-of-epoch
+        # checkpoint exactly only in max_epochs mode.
+        if self.converged or it >= self.iterations:
+            self.trainer.should_stop = True
+
+    def configure_optimizers(self) -> Any:
+        opt = self.optimizer_factory(self.model.parameters())
+        if not self.lr_drop_steps:
+            return opt
+        period, drop, gamma = self.steps_per_iteration, self.lr_drop_steps, self.lr_drop_gamma
+        reset = self.lr_reset_each_iteration
+
+        def factor(step: int) -> float:
+            return gamma ** ((step % period if reset else step) // drop)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["admm_history"] = self.history
+        checkpoint["admm_converged"] = self.converged
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.history = list(checkpoint.get("admm_history", []))
+        self.converged = bool(checkpoint.get("admm_converged", False))

@@ -1,0 +1,121 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from admm_pruning.modules import ADMMModule
+from admm_pruning.pipeline import run_experiment
+from admm_pruning.projections import keep_count
+from conftest import ROOT, TINY, compose_cfg
+
+SUMMARY_KEYS = {"experiment", "data", "seed", "split_seed", "dense_acc", "admm_acc", "pruned_acc",
+                "final_acc", "compression", "per_layer", "stage_seconds", "wall_seconds", "config"}
+
+
+def fake_cfg(fake_data_dir, out_dirs, *extra):
+    return compose_cfg(["experiment=lenet5_admm_71x", "data=mnist", f"data.data_dir={fake_data_dir}",
+                        "data.val_size=200", "data.download=false", *TINY, *out_dirs, *extra])
+
+
+def expected_compression(sizes: dict[str, int], keep: dict[str, float]) -> float:
+    return sum(sizes.values()) / sum(keep_count(n, keep[k]) for k, n in sizes.items())
+
+
+LENET5 = {"conv1": 500, "conv2": 25000, "fc1": 400000, "fc2": 5000}
+
+
+def test_all_stages_end_to_end_on_generated_data(fake_data_dir, out_dirs, tmp_path):
+    s = run_experiment(fake_cfg(fake_data_dir, out_dirs))
+    assert SUMMARY_KEYS <= s.keys()
+    assert s["compression"] == expected_compression(LENET5, {"conv1": 0.2, "conv2": 0.08, "fc1": 0.009,
+                                                             "fc2": 0.07})
+    assert s["per_layer"]["fc1"] == {"total": 400000, "nonzero": 3600, "kept": 0.009}
+    for key in ("dense_acc", "admm_acc", "pruned_acc", "final_acc"):
+        assert 0.0 <= s[key] <= 1.0
+    assert s["final_acc"] > 0.5  # the generated classes are easy
+    out = tmp_path / "results" / "lenet5_admm_71x" / "mnist"
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["compression"] == s["compression"]
+    table = (out / "table.md").read_text()
+    assert "| fc1 | 400.0K | 3.6K | 0.90% | 0.9% |" in table and "71.2x" in table
+    assert s["admm"]["iterations_run"] == 2
+
+
+def test_rerun_reuses_stages_and_retrain_change_keeps_pretraining(fake_data_dir, out_dirs):
+    first = run_experiment(fake_cfg(fake_data_dir, out_dirs))
+    again = run_experiment(fake_cfg(fake_data_dir, out_dirs))
+    assert again["stage_cached"] == {"pretrain": True, "admm": True, "retrain": True}
+    assert again["final_acc"] == first["final_acc"]
+    changed = run_experiment(fake_cfg(fake_data_dir, out_dirs, "retrain.epochs=2"))
+    assert changed["stage_cached"] == {"pretrain": True, "admm": True, "retrain": False}
+    assert changed["stage_dirs"]["retrain"] != first["stage_dirs"]["retrain"]
+    rho = run_experiment(fake_cfg(fake_data_dir, out_dirs, "pruner.rho=1e-3"))
+    assert rho["stage_cached"] == {"pretrain": True, "admm": False, "retrain": False}
+
+
+def test_interrupted_admm_stage_resumes_from_its_checkpoint(fake_data_dir, out_dirs, tmp_path, monkeypatch):
+    extra = ("pruner.iterations=4", "pruner.epochs_per_iteration=1")
+    reference = run_experiment(fake_cfg(fake_data_dir, [f"paths.artifacts_dir={tmp_path / 'ref'}",
+                                                        f"paths.results_dir={tmp_path / 'ref_res'}"], *extra))
+
+    def crash(self):
+        if self.current_epoch == 2:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(ADMMModule, "on_train_epoch_start", crash, raising=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_experiment(fake_cfg(fake_data_dir, out_dirs, *extra))
+    admm_dirs = list((tmp_path / "artifacts" / "stages").glob("admm-*"))
+    assert len(admm_dirs) == 1 and (admm_dirs[0] / "checkpoints" / "last.ckpt").is_file()
+    assert not (admm_dirs[0] / "metrics.json").exists()
+
+    monkeypatch.undo()
+    s = run_experiment(fake_cfg(fake_data_dir, out_dirs, *extra))
+    assert s["stage_cached"] == {"pretrain": True, "admm": False, "retrain": False}
+    metrics = json.loads((admm_dirs[0] / "metrics.json").read_text())
+    assert metrics["resumed"] is True
+    assert [r["iteration"] for r in metrics["residuals"]] == [1, 2, 3, 4]  # Z, U, history restored
+    # deterministic on CPU: the resumed run equals the uninterrupted one
+    assert s["admm_acc"] == reference["admm_acc"] and s["final_acc"] == reference["final_acc"]
+    assert metrics["residuals"] == json.loads(
+        (Path(reference["stage_dirs"]["admm"]) / "metrics.json").read_text())["residuals"]
+
+
+def test_admm_stops_early_when_residuals_fall_below_eps(fake_data_dir, out_dirs):
+    s = run_experiment(fake_cfg(fake_data_dir, out_dirs, "pruner.eps=1e12", "pruner.iterations=5"))
+    assert s["admm"]["converged"] is True and s["admm"]["iterations_run"] == 1
+    s = run_experiment(fake_cfg(fake_data_dir, out_dirs, "pruner.eps=1e-12", "pruner.iterations=3"))
+    assert s["admm"]["converged"] is False and s["admm"]["iterations_run"] == 3
+
+
+def cli(tmp_path, *overrides, env_extra=None):
+    env = {**os.environ, "ADMM_ARTIFACTS": str(tmp_path / "a"), "ADMM_RESULTS": str(tmp_path / "r"),
+           "WANDB_MODE": "disabled", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "admm_pruning.train", *overrides], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["experiment=lenet5_admm_71x", "+prune.keep.fc9=0.1"], "prune.keep.fc9: unknown layer 'fc9'"),
+    (["experiment=lenet5_admm_71x", "prune.keep.fc1=0"], "prune.keep.fc1=0: keep fractions must lie in (0, 1]"),
+    (["experiment=lenet5_admm_71x", "prune.keep.fc1=1.5"], "prune.keep.fc1=1.5: keep fractions"),
+    (["experiment=lenet5_admm_71x", "retrain.epochs=-1"], "retrain.epochs=-1: epoch counts must be >= 0"),
+    (["experiment=lenet5_admm_71x", "data.download=false"], "DATA=mnist10k"),
+    (["experiment=no_such_experiment"], "Could not find 'experiment/no_such_experiment'"),
+])
+def test_bad_input_fails_fast_with_a_clear_message_and_writes_nothing(tmp_path, overrides, message):
+    proc = cli(tmp_path, *overrides, env_extra={"DATA_DIR": str(tmp_path / "nodata")})
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "a" / "stages").exists()
+
+
+def test_missing_data_with_download_fails_fast_without_network(tmp_path):
+    """`make reproduce-lenet5` on a machine with no MNIST: the download fails, then the message."""
+    proc = cli(tmp_path, "experiment=lenet5_admm_71x", env_extra={"DATA_DIR": str(tmp_path / "nodata")})
+    assert proc.returncode == 2
+    assert str(tmp_path / "nodata") in proc.stderr and "train-images-idx3-ubyte.gz" in proc.stderr
+    assert "DATA=mnist10k" in proc.stderr

@@ -1,0 +1,69 @@
+import itertools
+
+import pytest
+import torch
+from torch.nn.utils import prune
+
+from admm_pruning.projections import keep_count, project_topk, topk_mask
+
+
+def torch_l1_mask(w: torch.Tensor, k: int) -> torch.Tensor:
+    """torch's own magnitude pruning, asked to prune numel - k entries."""
+    module = torch.nn.Linear(1, 1, bias=False)
+    module.weight = torch.nn.Parameter(w.clone())
+    prune.l1_unstructured(module, "weight", amount=w.numel() - k)
+    return module.weight_mask.bool()
+
+
+@pytest.mark.parametrize("keep", [0.009, 0.04, 0.2, 0.5, 0.93])
+@pytest.mark.parametrize("shape", [(300, 784), (50, 20, 5, 5), (10, 100)])
+def test_topk_matches_torch_l1_unstructured(shape, keep):
+    w = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    k = keep_count(w.numel(), keep)
+    mask = topk_mask(w, k)
+    assert int(mask.sum()) == k
+    assert torch.equal(mask, torch_l1_mask(w, k))
+
+
+def test_ties_keep_exactly_k_and_the_same_magnitudes_as_torch():
+    w = torch.tensor([3.0, -1.0, 1.0, -3.0, 2.0, 1.0, -2.0, 1.0, 0.0, 3.0])
+    for k in range(1, 11):
+        mask = topk_mask(w, k)
+        assert int(mask.sum()) == k
+        ours = w[mask].abs().sort().values
+        theirs = w[torch_l1_mask(w, k)].abs().sort().values
+        assert torch.equal(ours, theirs)
+        assert torch.equal(ours, w.abs().sort(descending=True).values[:k].sort().values)
+    # deterministic tie-break: lower index wins among equal magnitudes
+    assert topk_mask(w, 4).nonzero().flatten().tolist() == [0, 3, 4, 9]
+
+
+def test_keep_one_is_identity():
+    w = torch.randn(7, 5)
+    assert torch.equal(project_topk(w, 1.0), w)
+
+
+def test_keep_that_rounds_to_zero_keeps_the_largest_weight():
+    w = torch.tensor([[0.1, -5.0], [0.3, 0.2]])
+    assert keep_count(4, 0.01) == 1
+    out = project_topk(w, 0.01)
+    assert torch.equal(out, torch.tensor([[0.0, -5.0], [0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("keep", [0.0, -0.1, 1.5])
+def test_keep_outside_unit_interval_is_refused(keep):
+    with pytest.raises(ValueError, match="keep fraction"):
+        keep_count(100, keep)
+
+
+def test_projection_is_the_euclidean_projection_brute_force():
+    g = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        w = torch.randn(6, generator=g)
+        for k in range(1, 7):
+            best = min(
+                (torch.sum((w - w * torch.tensor([i in s for i in range(6)])) ** 2).item(), s)
+                for s in itertools.combinations(range(6), k)
+            )[0]
+            ours = torch.sum((w - project_topk(w, k / 6)) ** 2).item()
+            assert ours == pytest.approx(best, abs=1e-7)
