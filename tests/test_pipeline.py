@@ -115,7 +115,10 @@ def test_bad_input_fails_fast_with_a_clear_message_and_writes_nothing(tmp_path, 
 
 def test_missing_data_with_download_fails_fast_without_network(tmp_path):
     """`make reproduce-lenet5` on a machine with no MNIST: the download fails, then the message."""
-    proc = cli(tmp_path, "experiment=lenet5_admm_71x", env_extra={"DATA_DIR": str(tmp_path / "nodata")})
+    dead = "http://127.0.0.1:9"  # no network, even on a machine that has one
+    proc = cli(tmp_path, "experiment=lenet5_admm_71x", env_extra={
+        "DATA_DIR": str(tmp_path / "nodata"), "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
+        "http_proxy": dead, "https_proxy": dead, "NO_PROXY": "", "no_proxy": ""})
     assert proc.returncode == 2
     assert str(tmp_path / "nodata") in proc.stderr and "train-images-idx3-ubyte.gz" in proc.stderr
     assert "DATA=mnist10k" in proc.stderr

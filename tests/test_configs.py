@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from admm_pruning.config import ConfigError, validate
+from admm_pruning.models import prunable_layers
+from admm_pruning.projections import keep_count
+from conftest import CONF, compose_cfg
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
+
+
+def test_the_paper_experiments_exist():
+    assert {"lenet300_admm_23x", "lenet5_admm_40x", "lenet5_admm_71x"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("data", ["mnist", "mnist10k"])
+def test_every_experiment_composes_and_instantiates(experiment, data):
+    cfg = compose_cfg([f"experiment={experiment}", f"data={data}"])
+    model = instantiate(cfg.model.net)
+    validate(cfg, model)
+    assert instantiate(cfg.data).protocol == data
+    pruner = instantiate(cfg.pruner)
+    assert pruner.name == cfg.pruner.name
+    assert callable(instantiate(cfg.logger))
+    assert cfg.experiment_name == experiment
+
+
+@pytest.mark.parametrize("experiment, paper_ratio, expected", [
+    ("lenet300_admm_23x", 22.9, 266200 / (9408 + 2100 + 120)),
+    ("lenet5_admm_40x", 40.2, 430500 / (100 + 2250 + 8000 + 350)),
+    ("lenet5_admm_71x", 71.2, 430500 / (100 + 2000 + 3600 + 350)),
+])
+def test_presets_give_the_papers_weight_counts(experiment, paper_ratio, expected):
+    cfg = compose_cfg([f"experiment={experiment}"])
+    layers = prunable_layers(instantiate(cfg.model.net))
+    total = sum(m.weight.numel() for m in layers.values())
+    kept = sum(keep_count(layers[n].weight.numel(), f) for n, f in cfg.prune.keep.items())
+    assert total / kept == pytest.approx(expected)
+    assert round(total / kept, 1) == pytest.approx(paper_ratio, abs=0.05)
+    assert cfg.paper.compression == paper_ratio
+
+
+def test_recipe_defaults_follow_the_tf_code():
+    cfg = compose_cfg(["experiment=lenet5_admm_71x"])
+    assert (cfg.pretrain.epochs, cfg.pruner.iterations, cfg.pruner.epochs_per_iteration, cfg.retrain.epochs) \
+        == (18, 30, 4.5, 18)
+    assert cfg.pruner.rho == 1e-4 and cfg.pruner.rho_multiplier == 1.0 and cfg.pruner.rho_scale == 0.5
+    assert cfg.pruner.dropout == 0.0 and cfg.pretrain.dropout == 0.5 and cfg.retrain.dropout == 0.5
+    assert cfg.pretrain.l2 == 5e-5 and cfg.pruner.l2 == 5e-5 and cfg.retrain.l2 == 0.0
+    assert cfg.pruner.optimizer._target_ == "torch.optim.Adam" and cfg.pruner.optimizer.lr == 1e-3
+
+
+@pytest.mark.parametrize("override, match", [
+    ("+prune.keep.conv3=0.1", "prune.keep.conv3: unknown layer 'conv3' for model lenet5"),
+    ("prune.keep.fc2=0", r"prune.keep.fc2=0: keep fractions must lie in \(0, 1\]"),
+    ("prune.keep.fc2=1.01", r"prune.keep.fc2=1.01"),
+    ("pretrain.epochs=-2", "pretrain.epochs=-2"),
+    ("pruner.iterations=0", "pruner.iterations=0: must be > 0"),
+])
+def test_validation_names_the_offending_key(override, match):
+    cfg = compose_cfg(["experiment=lenet5_admm_71x", override])
+    with pytest.raises(ConfigError, match=match):
+        validate(cfg, instantiate(cfg.model.net))
+
+
+def test_empty_targets_are_refused():
+    cfg = compose_cfg([])
+    with pytest.raises(ConfigError, match="prune.keep is empty"):
+        validate(cfg, instantiate(cfg.model.net))
