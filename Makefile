@@ -39,6 +39,39 @@ reproduce-lenet5-40x: $(STAMP) ## ADMM LeNet-5 at 40.2x (ICLR-workshop table)
 reproduce-lenet300: $(STAMP) ## ADMM LeNet-300-100 at 22.9x
 	$(VENV)/bin/admm-prune experiment=lenet300_admm_23x data=$(DATA) $(ARGS)
 
+reproduce-han: $(STAMP) ## Han et al. baselines: lenet5_han_12x and lenet300_han_12x
+	$(VENV)/bin/admm-prune experiment=lenet5_han_12x data=$(DATA) $(ARGS)
+	$(VENV)/bin/admm-prune experiment=lenet300_han_12x data=$(DATA) $(ARGS)
+
+# Sweeps: same dense checkpoint, budget.epochs=24 after it for every pruner (set in
+# conf/experiment/<model>_sweep.yaml), the same retraining recipe; only the split differs:
+# ADMM 12 iterations x 1 epoch + 12 retraining, Han 4 rounds (3 retrained x 4 epochs) + 12,
+# one-shot and global magnitude 0 + 24.
+SWEEP_SEEDS ?= 0,1
+SWEEP_LENET5 ?= 4,8,16,32,64,128
+SWEEP_LENET300 ?= 4,8,16,32,64
+SWEEP_ADMM ?= pruner=admm pruner.iterations=12 pruner.epochs_per_iteration=1
+SWEEP_HAN ?= pruner=han pruner.rounds=4 pruner.epochs_per_round=4
+define sweep
+	$(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
+		pruner=oneshot,global_magnitude $(ARGS)
+	$(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
+		$(SWEEP_HAN) $(ARGS)
+	$(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
+		$(SWEEP_ADMM) $(ARGS)
+	$(PY) benchmarks/aggregate.py results/$(1)_$(DATA)_sweep --paper-json conf/paper/$(1).json
+endef
+
+sweep-lenet5: $(STAMP) ## Accuracy-vs-compression sweep, LeNet-5, 4 pruners x 4..128x x SWEEP_SEEDS (use DATA=mnist10k here)
+	$(call sweep,lenet5,$(SWEEP_LENET5))
+
+sweep-lenet300: $(STAMP) ## Same sweep for LeNet-300-100, 4..64x
+	$(call sweep,lenet300,$(SWEEP_LENET300))
+
+report: $(STAMP) ## Re-aggregate every sweep folder in results/ (curve.csv, plot, report.md)
+	for d in results/*_sweep; do m=$$(basename $$d | cut -d_ -f1); \
+		$(PY) benchmarks/aggregate.py $$d --paper-json conf/paper/$$m.json || exit 1; done
+
 bench: $(STAMP) ## Training throughput vs a plain PyTorch loop; ADMM vs dense epoch time
 	$(PY) benchmarks/throughput.py --data $(DATA) $(ARGS)
 
@@ -48,4 +81,4 @@ readme: $(STAMP) ## Regenerate README's results section from results/
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: help install test test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet300 bench readme clean
+.PHONY: help install test test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean

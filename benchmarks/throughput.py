@@ -66,7 +66,7 @@ def suite_loop(net, data: MNISTData, epochs: int, batch: int, seed: int, l2: flo
         module = ADMMModule(model, opt, admm_keep, steps, epochs, rho=1e-4, l2=l2)
     trainer_kwargs = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
                       "enable_model_summary": False, "num_sanity_val_steps": 0}
-    ctx = StageContext(data=data, trainer_kwargs=trainer_kwargs, seed=seed, experiment="bench", pruner="admm")
+    ctx = StageContext(data=data, trainer_kwargs=trainer_kwargs, seed=seed, experiment="bench")
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
         ctx.fit(module, "bench", Path(d), None, batch, max_epochs=epochs)

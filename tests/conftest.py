@@ -13,11 +13,10 @@ from omegaconf import DictConfig
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 
-# Fast settings shared by the small end-to-end runs.
+# Fast settings shared by the small end-to-end runs (TINY adds a tiny ADMM schedule).
+TINY_BASE = ["logger=csv", "trainer.accelerator=cpu", "pretrain.epochs=1"]
 TINY = [
-    "logger=csv",
-    "trainer.accelerator=cpu",
-    "pretrain.epochs=1",
+    *TINY_BASE,
     "retrain.epochs=1",
     "pruner.iterations=2",
     "pruner.epochs_per_iteration=0.5",

@@ -25,7 +25,11 @@ def test_every_experiment_composes_and_instantiates(experiment, data):
     pruner = instantiate(cfg.pruner)
     assert pruner.name == cfg.pruner.name
     assert callable(instantiate(cfg.logger))
-    assert cfg.experiment_name == experiment
+    if experiment.endswith("_sweep"):
+        assert cfg.experiment_name == experiment.replace("_sweep", f"_{data}_sweep")
+        assert cfg.budget.epochs is not None and cfg.retrain.epochs is None
+    else:
+        assert cfg.experiment_name == experiment
 
 
 @pytest.mark.parametrize("experiment, paper_ratio, expected", [

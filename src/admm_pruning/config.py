@@ -3,10 +3,13 @@ with the offending key and value."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from omegaconf import DictConfig
 from torch import nn
 
 from .models import prunable_layers
+from .targets import TargetError, scale_profile
 
 
 class ConfigError(ValueError):
@@ -31,9 +34,12 @@ def validate(cfg: DictConfig, model: nn.Module) -> None:
                               f"{cfg.model.name}; prunable layers are {', '.join(layers)}")
         if not 0.0 < _number(f"prune.keep.{name}", frac) <= 1.0:
             raise ConfigError(f"prune.keep.{name}={frac}: keep fractions must lie in (0, 1]")
-    for key in ("pretrain.epochs", "retrain.epochs"):
-        if _number(key, _get(cfg, key)) < 0:
-            raise ConfigError(f"{key}={_get(cfg, key)}: epoch counts must be >= 0")
+    for key in ("pretrain.epochs", "retrain.epochs", "budget.epochs"):
+        value = _get(cfg, key)
+        if value is not None and _number(key, value) < 0:
+            raise ConfigError(f"{key}={value}: epoch counts must be >= 0")
+    if _get(cfg, "retrain.epochs") is None and _get(cfg, "budget.epochs") is None:
+        raise ConfigError("retrain.epochs=null: set it, or set budget.epochs to derive it")
     for key in ("pretrain.batch_size", "retrain.batch_size", "pruner.batch_size",
                 "pruner.iterations", "pruner.epochs_per_iteration", "pruner.rho"):
         value = _get(cfg, key)
@@ -46,3 +52,47 @@ def _get(cfg: DictConfig, key: str) -> object:
     for part in key.split("."):
         node = node.get(part) if isinstance(node, DictConfig) else None
     return node
+
+
+@dataclass
+class Plan:
+    """The resolved targets and epoch split of one run."""
+
+    keep: dict[str, float]
+    target_compression: float | None
+    pruning_epochs: float
+    retrain_epochs: int
+
+    @property
+    def budget_epochs(self) -> float:
+        return self.pruning_epochs + self.retrain_epochs
+
+
+def resolve(cfg: DictConfig, model: nn.Module, pruning_epochs: float) -> Plan:
+    """Per-layer targets (scaled to ``prune.compression`` if given) and the epoch budget.
+
+    Budget rule: with ``budget.epochs`` = B, every pruner trains B epochs after the shared dense
+    checkpoint: its own pruning epochs P, then retrain.epochs = B - P of the shared retraining
+    recipe. An explicit retrain.epochs that breaks the rule is refused.
+    """
+    keep = dict(cfg.prune.keep)
+    compression = _get(cfg, "prune.compression")
+    if compression is not None:
+        sizes = {n: m.weight.numel() for n, m in prunable_layers(model).items()}
+        try:
+            keep = scale_profile(sizes, keep, _number("prune.compression", compression))
+        except TargetError as exc:
+            raise ConfigError(str(exc)) from exc
+    retrain = _get(cfg, "retrain.epochs")
+    budget = _get(cfg, "budget.epochs")
+    if budget is not None:
+        left = float(budget) - pruning_epochs
+        if left < 0 or abs(left - round(left)) > 1e-9:
+            raise ConfigError(f"budget.epochs={budget}: pruner {cfg.pruner.name} trains {pruning_epochs:g} "
+                              f"epochs, leaving {left:g} for retraining (must be a whole number >= 0)")
+        if retrain is not None and int(retrain) != round(left):
+            raise ConfigError(f"retrain.epochs={retrain} breaks budget.epochs={budget}: pruner "
+                              f"{cfg.pruner.name} trains {pruning_epochs:g} epochs, so retraining gets "
+                              f"{round(left)}; leave retrain.epochs=null to derive it")
+        retrain = round(left)
+    return Plan(keep, None if compression is None else float(compression), pruning_epochs, int(retrain))

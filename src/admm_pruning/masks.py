@@ -31,6 +31,33 @@ def magnitude_masks(model: nn.Module, keep: dict[str, float]) -> dict[str, torch
     }
 
 
+def global_magnitude_masks(model: nn.Module, layers: list[str], k: int) -> dict[str, torch.Tensor]:
+    """One magnitude threshold across ``layers``: the k largest weights of them all survive
+    (torch's global_unstructured / ShrinkBench's GlobalMagWeight), except that each layer's
+    largest weight always survives, inside the same k: a layer pruned to nothing would
+    disconnect the network."""
+    mods = prunable_layers(model)
+    scores = []
+    for n in layers:
+        s = mods[n].weight.detach().abs().flatten().clone()
+        s[s.argmax()] = float("inf")
+        scores.append(s)
+    keep = topk_mask(torch.cat(scores), k)
+    out, start = {}, 0
+    for n in layers:
+        w = mods[n].weight
+        out[n] = keep[start:start + w.numel()].view_as(w)
+        start += w.numel()
+    return out
+
+
+def remove_masks(model: nn.Module) -> None:
+    """Bake the masks into the weights and drop the parametrizations (before re-masking)."""
+    for layer in prunable_layers(model).values():
+        if parametrize.is_parametrized(layer, "weight"):
+            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+
+
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     """Zero the pruned weights in place and attach the masks as parametrizations."""
     layers = prunable_layers(model)

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .config import validate
+from .config import Plan, resolve, validate
 from .loggers import log_summary
 from .masks import apply_masks, plain_state_dict
 from .models import prunable_layers, set_dropout
@@ -28,13 +28,14 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def stage_settings(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+def stage_settings(cfg: DictConfig, plan: Plan) -> dict[str, dict[str, Any]]:
     """What shapes each stage; a stage's folder hash covers its parent's settings too."""
     data = {k: v for k, v in _plain(cfg.data).items() if k not in ("data_dir", "download")}
+    numerics = {k: cfg.trainer.get(k) for k in ("precision", "deterministic")}
     pretrain = {"model": _plain(cfg.model), "data": data, "seed": cfg.seed,
-                "pretrain": _plain(cfg.pretrain)}
-    prune = {"parent": pretrain, "pruner": _plain(cfg.pruner), "keep": _plain(cfg.prune.keep)}
-    retrain = {"parent": prune, "retrain": _plain(cfg.retrain)}
+                "pretrain": _plain(cfg.pretrain), "numerics": numerics}
+    prune = {"parent": pretrain, "pruner": _plain(cfg.pruner), "keep": plan.keep}
+    retrain = {"parent": prune, "retrain": {**_plain(cfg.retrain), "epochs": plan.retrain_epochs}}
     return {"pretrain": pretrain, "prune": prune, "retrain": retrain}
 
 
@@ -48,13 +49,13 @@ def _train_dense(ctx: StageContext, cfg: DictConfig, model: nn.Module, d: Path,
     return {"dense_acc": ctx.evaluate(model)}
 
 
-def _retrain(ctx: StageContext, cfg: DictConfig, model: nn.Module, masks: dict[str, torch.Tensor],
-             d: Path, resume: Path | None) -> dict[str, Any]:
+def _retrain(ctx: StageContext, cfg: DictConfig, epochs: int, model: nn.Module,
+             masks: dict[str, torch.Tensor], d: Path, resume: Path | None) -> dict[str, Any]:
     apply_masks(model, masks)
     set_dropout(model, cfg.retrain.dropout)
     module = ClassifierModule(model, instantiate(cfg.retrain.optimizer), l2=cfg.retrain.l2,
                               stage="retrain")
-    ctx.fit(module, "retrain", d, resume, cfg.retrain.batch_size, max_epochs=cfg.retrain.epochs)
+    ctx.fit(module, "retrain", d, resume, cfg.retrain.batch_size, max_epochs=epochs)
     save_tensors(d / "weights.pt", plain_state_dict(model))
     save_tensors(d / "masks.pt", masks)
     return {"final_acc": ctx.evaluate(model)}
@@ -63,6 +64,7 @@ def _retrain(ctx: StageContext, cfg: DictConfig, model: nn.Module, masks: dict[s
 def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     """Run (or reuse) every stage and write summary.json and table.md; returns the summary."""
     start = time.perf_counter()
+
     def build() -> nn.Module:
         """A fresh model, initialised from the run's seed (same init in every process)."""
         torch.manual_seed(cfg.seed)
@@ -71,13 +73,12 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg, build())
     data = instantiate(cfg.data).setup()  # fails here, before any folder is written
     pruner = instantiate(cfg.pruner)
-    keep = dict(_plain(cfg.prune.keep))
+    plan = resolve(cfg, build(), pruner.pruning_epochs(data))
     logger_factory = instantiate(cfg.logger) if cfg.get("logger") else None
     ctx = StageContext(data=data, trainer_kwargs=_plain(cfg.trainer), seed=cfg.seed,
-                       experiment=cfg.experiment_name, pruner=pruner.name,
-                       logger_factory=logger_factory, tags=[pruner.name, cfg.data.name])
+                       experiment=cfg.experiment_name, logger_factory=logger_factory, tags=[pruner.name, cfg.data.name])
     cache = StageCache(Path(cfg.paths.artifacts_dir) / "stages")
-    settings = stage_settings(cfg)
+    settings = stage_settings(cfg, plan)
     layers = list(prunable_layers(build()))
 
     def dense(d: Path, resume: Path | None) -> dict[str, Any]:
@@ -86,12 +87,13 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     def prune(d: Path, resume: Path | None) -> dict[str, Any]:
         model = build()
         model.load_state_dict(load_tensors(stages["pretrain"].dir / "weights.pt"))
-        return pruner.run(ctx, model, keep, d, resume)
+        return pruner.run(ctx, model, plan.keep, d, resume)
 
     def retrain(d: Path, resume: Path | None) -> dict[str, Any]:
         model = build()
         model.load_state_dict(load_tensors(stages["prune"].dir / "weights.pt"))
-        return _retrain(ctx, cfg, model, load_tensors(stages["prune"].dir / "masks.pt"), d, resume)
+        masks = load_tensors(stages["prune"].dir / "masks.pt")
+        return _retrain(ctx, cfg, plan.retrain_epochs, model, masks, d, resume)
 
     stages = {}
     for name, compute, stage_name in (("pretrain", dense, "pretrain"), ("prune", prune, pruner.name),
@@ -114,6 +116,11 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         "split_seed": cfg.data.split_seed,
         **m,
         "compression": sparsity["compression"],
+        "target_compression": plan.target_compression,
+        "keep": plan.keep,
+        "pruning_epochs": plan.pruning_epochs,
+        "retrain_epochs": plan.retrain_epochs,
+        "budget_epochs": plan.budget_epochs,
         "total_weights": sparsity["total"],
         "nonzero_weights": sparsity["nonzero"],
         "per_layer": sparsity["per_layer"],
@@ -122,11 +129,12 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         "stage_dirs": {s.name: str(s.dir) for s in stages.values()},
         "admm": {k: stages["prune"].metrics.get(k)
                  for k in ("iterations_run", "converged", "steps_per_iteration")},
-        "wall_seconds": time.perf_counter() - start,
+        "compute_seconds": sum(s.metrics["seconds"] for s in stages.values()),
+        "wall_seconds": time.perf_counter() - start,  # this invocation: small when stages were reused
         "paper": _plain(cfg.get("paper")),
         "config": _plain(cfg),
     }
-    out = Path(cfg.paths.results_dir) / cfg.experiment_name / cfg.data.name
+    out = Path(cfg.paths.results_dir) / cfg.results_subdir
     write_json(out / "summary.json", summary)
     write_table(out / "table.md", summary)
     cols, rows = table_rows(summary)

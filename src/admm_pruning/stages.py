@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -72,12 +73,24 @@ class StageCache:
         settings: dict[str, Any],
         compute: Callable[[Path, Path | None], dict[str, Any]],
     ) -> StageResult:
-        """Reuse the stage if complete, else compute it (resuming from its last checkpoint)."""
+        """Reuse the stage if complete, else compute it (resuming from its last checkpoint).
+
+        A lock file serialises processes that want the same stage (parallel sweep jobs sharing
+        the dense checkpoint): the first computes it, the others wait and reuse it.
+        """
         d = self.dir_for(name, settings)
         done = d / "metrics.json"
         if done.is_file():
             return StageResult(name, d, json.loads(done.read_text()), cached=True)
         d.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(d / ".lock")):
+            if done.is_file():
+                return StageResult(name, d, json.loads(done.read_text()), cached=True)
+            return self._compute(name, d, settings, compute)
+
+    def _compute(self, name: str, d: Path, settings: dict[str, Any],
+                 compute: Callable[[Path, Path | None], dict[str, Any]]) -> StageResult:
+        done = d / "metrics.json"
         write_json(d / "settings.json", settings)
         ckpt = d / "checkpoints" / "last.ckpt"
         resume = ckpt if ckpt.is_file() else None

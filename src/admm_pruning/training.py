@@ -33,26 +33,21 @@ class StageContext:
     trainer_kwargs: dict[str, Any]
     seed: int
     experiment: str
-    pruner: str
     logger_factory: LoggerFactory | None = None
     tags: list[str] = field(default_factory=list)
 
-    def trainer(self, stage: str, stage_dir: Path | None, **limits: Any) -> pl.Trainer:
-        callbacks = []
-        if stage_dir is not None:
-            # One rolling checkpoint, checkpoints/last.ckpt, rewritten every epoch for resume.
-            callbacks.append(ModelCheckpoint(
-                dirpath=stage_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False))
+    def trainer(self, stage: str, stage_dir: Path, **limits: Any) -> pl.Trainer:
+        # One rolling checkpoint, checkpoints/last.ckpt, rewritten every epoch for resume.
+        checkpoint = ModelCheckpoint(
+            dirpath=stage_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+            every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
         logger = False
-        if self.logger_factory is not None and stage_dir is not None:
+        if self.logger_factory is not None:
             logger = self.logger_factory(stage=stage, group=self.experiment,
                                          name=f"{self.experiment}-{stage}", tags=self.tags,
                                          save_dir=str(stage_dir))
-        return pl.Trainer(
-            **self.trainer_kwargs, **limits, logger=logger, callbacks=callbacks,
-            enable_checkpointing=stage_dir is not None,
-            default_root_dir=str(stage_dir) if stage_dir else None)
+        return pl.Trainer(**self.trainer_kwargs, **limits, logger=logger, callbacks=[checkpoint],
+                          default_root_dir=str(stage_dir))
 
     def fit(self, module: ClassifierModule, stage: str, stage_dir: Path, resume: Path | None,
             batch_size: int, **limits: Any) -> None:

@@ -1,0 +1,136 @@
+"""Tests for benchmarks/aggregate.py on synthetic summaries whose answers are known by hand.
+
+Fixture (dense 99% everywhere, so the tolerance thresholds are 98.9 / 98.5 / 98.0 %):
+- admm: targets 10/20/40, measured compressions average 10.1 / 20.2 / 40.4, mean finals 98.95 / 98.70 / 98.20 %
+  -> best within 0.1 / 0.5 / 1.0 pts: 10.10x / 20.20x / 40.40x.
+- han: same targets, measured 10 / 20 / 40, mean finals 98.80 / 98.40 / 97.50 %
+  -> best: none / 10.00x / 20.00x.
+So admm dominates at 0.5 pts by 20.2 / 10 = 2.02x, and the per-layer table uses target 40 (closest to 32).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "aggregate.py"
+
+_spec = importlib.util.spec_from_file_location("aggregate", SCRIPT)
+aggregate_mod = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = aggregate_mod  # dataclasses look their module up here
+_spec.loader.exec_module(aggregate_mod)
+
+# pruner -> target -> per-seed (measured compression, final_acc, kept fc1, kept fc2)
+FIXTURE = {
+    "admm": {10: [(10.0, 0.9896, 0.20, 0.50), (10.2, 0.9894, 0.20, 0.50)],
+             20: [(20.0, 0.9872, 0.10, 0.30), (20.4, 0.9868, 0.10, 0.30)],
+             40: [(40.0, 0.9825, 0.02, 0.10), (40.8, 0.9815, 0.03, 0.12)]},
+    "han": {10: [(10.0, 0.9880, 0.15, 0.55), (10.0, 0.9880, 0.15, 0.55)],
+            20: [(20.0, 0.9840, 0.08, 0.35), (20.0, 0.9840, 0.08, 0.35)],
+            40: [(40.0, 0.9750, 0.03, 0.08), (40.0, 0.9750, 0.03, 0.08)]},
+}
+PAPER = [{"label": "LeNet-5 71.2x", "compression": 71.2, "top1": 0.9912},
+         {"label": "unreported top-1", "compression": 21.0, "top1": None}]
+
+
+def _write_results(root: Path) -> None:
+    for pruner, targets in FIXTURE.items():
+        for target, seeds in targets.items():
+            for seed, (comp, final, fc1, fc2) in enumerate(seeds):
+                summary = {"experiment": f"lenet_{pruner}_{target}", "pruner": pruner, "model": "lenet300",
+                           "data": "mnist", "seed": seed, "split_seed": 0, "dense_acc": 0.99, "final_acc": final,
+                           "compression": comp, "target_compression": float(target), "budget_epochs": 5.0,
+                           "wall_seconds": 1.0,
+                           "per_layer": {"fc1": {"total": 1000, "nonzero": int(1000 * fc1), "kept": fc1},
+                                         "fc2": {"total": 100, "nonzero": int(100 * fc2), "kept": fc2}}}
+                run_dir = root / f"{pruner}_t{target}" / f"seed{seed}"
+                run_dir.mkdir(parents=True)
+                (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.fixture
+def aggregated(tmp_path: Path) -> tuple[dict, Path]:
+    results, out = tmp_path / "results", tmp_path / "out"
+    _write_results(results)
+    return aggregate_mod.aggregate(results, out, PAPER), out
+
+
+def test_curve_csv(aggregated: tuple[dict, Path]) -> None:
+    _, out = aggregated
+    with (out / "curve.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["experiment", "pruner", "model", "data", "seed", "target_compression", "compression",
+                       "dense_acc", "final_acc", "acc_drop_pts", "budget_epochs", "summary_path"]
+    assert len(rows) == 1 + 12 and all(len(r) == 12 for r in rows)
+    row = next(r for r in rows if r[-1] == "admm_t10/seed0/summary.json")
+    assert row[9] == "0.04"  # 100 * (0.99 - 0.9896)
+
+
+def test_plot_is_png(aggregated: tuple[dict, Path]) -> None:
+    _, out = aggregated
+    assert (out / "accuracy_vs_compression.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_returned_dict(aggregated: tuple[dict, Path]) -> None:
+    result, _ = aggregated
+    assert result["runs"] == 12
+    assert result["pruners"] == ["admm", "han"]
+    assert result["best"]["admm"] == pytest.approx({0.1: 10.1, 0.5: 20.2, 1.0: 40.4})
+    assert result["best"]["han"][0.1] is None
+    assert result["best"]["han"][0.5] == pytest.approx(10.0) and result["best"]["han"][1.0] == pytest.approx(20.0)
+    assert result["dominates_at_0_5"] is True
+
+
+def test_report_tolerance_and_dominance(aggregated: tuple[dict, Path]) -> None:
+    report = (aggregated[1] / "report.md").read_text()
+    assert "12 runs, pruners admm, han, seeds 0, 1" in report
+    assert "| admm | 2 | 10.10x | 20.20x | 40.40x |" in report
+    assert "| han | 2 | none | 10.00x | 20.00x |" in report
+    assert "## Dominance at 0.5 points" in report
+    assert "`admm` dominates" in report
+    assert "vs `han`: 20.20x / 10.00x = 2.02x" in report
+    assert "| 40x | admm | 98.20% | 97.50% |" in report
+
+
+def test_report_per_layer_and_paper(aggregated: tuple[dict, Path]) -> None:
+    report = (aggregated[1] / "report.md").read_text()
+    section = report.split("## Per-layer kept fractions at matched compression")[1].split("## Paper reference")[0]
+    assert "target compression 40x" in section
+    assert "| layer | admm | han |" in section
+    assert "| fc1 | 2.50 | 3.00 |" in section
+    assert "| fc2 | 11.00 | 8.00 |" in section
+    paper = report.split("## Paper reference")[1]
+    assert "paper: LeNet-5 71.2x" in paper and "99.12%" in paper
+    assert "paper: unreported top-1" in paper and "not reported" in paper
+
+
+def test_dominance_verdict_flips_when_han_wins(tmp_path: Path) -> None:
+    """Guards against a hard-coded verdict: make han lossless at 40x so it beats admm at 0.5 pts."""
+    results = tmp_path / "results"
+    _write_results(results)
+    for seed in (0, 1):
+        path = results / "han_t40" / f"seed{seed}" / "summary.json"
+        summary = json.loads(path.read_text())
+        path.write_text(json.dumps({**summary, "final_acc": 0.99}))
+    result = aggregate_mod.aggregate(results, tmp_path / "out")
+    assert result["dominates_at_0_5"] is False
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "`admm` does not dominate" in report
+    assert "vs `han`: 20.20x / 40.00x = 0.51x" in report
+
+
+def test_cli_empty_folder(tmp_path: Path) -> None:
+    empty, out = tmp_path / "empty", tmp_path / "out"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(empty), "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists() and list(empty.iterdir()) == []
