@@ -48,16 +48,18 @@ reproduce-han: $(STAMP) ## Han et al. baselines: lenet5_han_12x and lenet300_han
 # ADMM 12 iterations x 1 epoch + 12 retraining, Han 4 rounds (3 retrained x 4 epochs) + 12,
 # one-shot and global magnitude 0 + 24.
 SWEEP_SEEDS ?= 0,1
+# joblib runs 2 jobs at once; one thread each keeps them from fighting over the cores.
+SWEEP_THREADS ?= 1
 SWEEP_LENET5 ?= 4,8,16,32,64,128
 SWEEP_LENET300 ?= 4,8,16,32,64
 SWEEP_ADMM ?= pruner=admm pruner.iterations=12 pruner.epochs_per_iteration=1
 SWEEP_HAN ?= pruner=han pruner.rounds=4 pruner.epochs_per_round=4
 define sweep
-	$(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
+	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
 		pruner=oneshot,global_magnitude $(ARGS)
-	$(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
+	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
 		$(SWEEP_HAN) $(ARGS)
-	$(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
+	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
 		$(SWEEP_ADMM) $(ARGS)
 	$(PY) benchmarks/aggregate.py results/$(1)_$(DATA)_sweep --paper-json conf/paper/$(1).json
 endef

@@ -198,7 +198,7 @@ class HanPruner:
             def retrain(d: Path, res: Path | None, r: int = r,
                         masks: dict[str, torch.Tensor] = masks) -> dict[str, Any]:
                 p = self.dropout
-                if self.dropout_layer:
+                if self.dropout_layer in masks:
                     p = han_dropout(p, int(masks[self.dropout_layer].sum()), masks[self.dropout_layer].numel())
                 set_dropout(model, p)
                 module = ClassifierModule(model, self.optimizer, l2=self.l2, stage=f"han-round{r}")
