@@ -31,6 +31,12 @@ def results_section(results: Path) -> str:
             f"{s['seed']} | {_pct(s['dense_acc'])} | {_pct(s['final_acc'])} | {delta:+.2f} pts | "
             f"{s['compression']:.2f}x | {paper.get('compression', '-')}x | {_pct(paper.get('top1'))} | "
             f"{secs} | {s['wall_seconds']:.0f} |")
+    sweeps = sorted(results.glob("*_sweep/report.md"))
+    if sweeps:
+        lines += ["", "Sweeps (accuracy vs compression per pruner, equal budgets): "
+                  + ", ".join(f"[{p.parent.name}]({p.relative_to(ROOT).as_posix()}) "
+                              f"([plot]({(p.parent / 'accuracy_vs_compression.png').relative_to(ROOT).as_posix()}))"
+                              for p in sweeps) + "."]
     bench = sorted((results / "benchmarks").glob("throughput_*.json"))
     if bench:
         lines += ["", "| benchmark | suite / plain PyTorch throughput | ADMM / dense epoch time |",
