@@ -61,7 +61,7 @@ define sweep
 		$(SWEEP_HAN) $(ARGS)
 	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
 		$(SWEEP_ADMM) $(ARGS)
-	$(PY) benchmarks/aggregate.py results/$(1)_$(DATA)_sweep --paper-json conf/paper/$(1).json
+	$(PY) benchmarks/aggregate.py results/$(1)_$(DATA)_sweep --paper-json conf/paper/$(1).json --wandb
 endef
 
 sweep-lenet5: $(STAMP) ## Accuracy-vs-compression sweep, LeNet-5, 4 pruners x 4..128x x SWEEP_SEEDS (use DATA=mnist10k here)
@@ -72,7 +72,7 @@ sweep-lenet300: $(STAMP) ## Same sweep for LeNet-300-100, 4..64x
 
 report: $(STAMP) ## Re-aggregate every sweep folder in results/ (curve.csv, plot, report.md)
 	for d in results/*_sweep; do m=$$(basename $$d | cut -d_ -f1); \
-		$(PY) benchmarks/aggregate.py $$d --paper-json conf/paper/$$m.json || exit 1; done
+		$(PY) benchmarks/aggregate.py $$d --paper-json conf/paper/$$m.json --wandb || exit 1; done
 
 bench: $(STAMP) ## Training throughput vs a plain PyTorch loop; ADMM vs dense epoch time
 	$(PY) benchmarks/throughput.py --data $(DATA) $(ARGS)
