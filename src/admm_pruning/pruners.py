@@ -111,28 +111,24 @@ class OneShotPruner:
     def pruning_epochs(self, data: MNISTData) -> float:
         return 0.0
 
+    def masks(self, model: nn.Module, keep: dict[str, float]) -> dict[str, torch.Tensor]:
+        return magnitude_masks(model, keep)
+
     def run(self, ctx: StageContext, model: nn.Module, keep: dict[str, float],
             stage_dir: Path, resume: Path | None) -> dict[str, Any]:
-        return _finish(ctx, model, magnitude_masks(model, keep), stage_dir, {})
+        return _finish(ctx, model, self.masks(model, keep), stage_dir, {})
 
 
-class GlobalMagnitudePruner:
+class GlobalMagnitudePruner(OneShotPruner):
     """One magnitude threshold across the target layers, keeping as many weights in total as the
     per-layer targets do (so compressions match); the per-layer split is the method's choice."""
 
     name = "global_magnitude"
 
-    def __init__(self, **_: Any) -> None:
-        pass
-
-    def pruning_epochs(self, data: MNISTData) -> float:
-        return 0.0
-
-    def run(self, ctx: StageContext, model: nn.Module, keep: dict[str, float],
-            stage_dir: Path, resume: Path | None) -> dict[str, Any]:
+    def masks(self, model: nn.Module, keep: dict[str, float]) -> dict[str, torch.Tensor]:
         layers = prunable_layers(model)
         k = sum(keep_count(layers[n].weight.numel(), f) for n, f in keep.items())
-        return _finish(ctx, model, global_magnitude_masks(model, list(keep), k), stage_dir, {})
+        return global_magnitude_masks(model, list(keep), k)
 
 
 def han_dropout(p0: float, kept_connections: int, dense_connections: int) -> float:
