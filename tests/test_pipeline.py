@@ -122,3 +122,4 @@ def test_missing_data_with_download_fails_fast_without_network(tmp_path):
     assert proc.returncode == 2
     assert str(tmp_path / "nodata") in proc.stderr and "train-images-idx3-ubyte.gz" in proc.stderr
     assert "DATA=mnist10k" in proc.stderr
+    assert not (tmp_path / "nodata").exists()  # the failed download left nothing behind

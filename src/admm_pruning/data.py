@@ -89,11 +89,17 @@ def _download(root: Path) -> None:
 
     from torchvision.datasets import MNIST
 
+    created = [d for d in (root, root / "MNIST", root / "MNIST" / "raw") if not d.exists()]
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
     try:
         for train in (True, False):
             MNIST(str(root), train=train, download=True)
+    except Exception:
+        for d in reversed(created):  # a failed download leaves no empty folders behind
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        raise
     finally:
         socket.setdefaulttimeout(old)
 
