@@ -170,3 +170,13 @@ def test_curve_goes_to_wandb_as_a_table_with_a_line_plot(tmp_path: Path, monkeyp
     assert len(files) == 1
     blob = files[0].read_bytes()
     assert b"accuracy_vs_compression" in blob and b"curve" in blob and b"sweep-x" in blob
+
+
+def test_report_sets_our_best_beside_the_papers_claim(tmp_path: Path) -> None:
+    _write_results(tmp_path / "r")
+    claims = [{"label": "ADMM 40x", "pruner": "admm", "compression": 40.0, "top1": None, "no_loss": True},
+              {"label": "Han 12x", "pruner": "han", "compression": 12.0, "top1": None, "no_loss": True}]
+    aggregate_mod.aggregate(tmp_path / "r", tmp_path / "o", claims)
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "- `admm`: ours 20.20x, below the paper's 40.0x (0.51 of it)." in report
+    assert "- `han`: ours 10.00x, below the paper's 12.0x (0.83 of it)." in report
