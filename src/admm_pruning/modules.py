@@ -12,10 +12,12 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from .admm import ADMMState
+from .distributed import broadcast_
 from .masks import weight_param
-from .models import prunable_layers
+from .models import num_outputs, prunable_layers
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -25,24 +27,37 @@ class NonFiniteLossError(FloatingPointError):
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy training with an optional L2 term, l2/2 * sum ||W||^2 over prunable weights
     (the TF code's 5e-5 * 1/2 ||W||^2), applied as its gradient after backward. Masked
-    retraining is this module on a masked model. The logged train/loss is the cross-entropy."""
+    retraining is this module on a masked model. The logged train/loss is the cross-entropy.
+
+    Accuracy is top-1 (``val/acc``, ``test/acc``) and, with 5 classes or more, top-5
+    (``val/acc_top5``, ``test/acc_top5``: the ImageNet papers' figure). ``num_classes`` defaults
+    to the model's output width. ``lr_scheduler`` (a factory taking the optimizer) steps once per
+    epoch, e.g. Caffe's step policy as StepLR.
+    """
 
     def __init__(
         self,
         model: nn.Module,
         optimizer: OptimizerFactory,
         l2: float = 0.0,
-        num_classes: int = 10,
+        num_classes: int | None = None,
         stage: str = "train",
+        lr_scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
         self.l2 = l2
         self.stage = stage
         self.layer_names = list(prunable_layers(model))
+        num_classes = num_classes or num_outputs(model)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.top5 = num_classes >= 5
+        if self.top5:
+            self.val_acc5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+            self.test_acc5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -73,18 +88,28 @@ class ClassifierModule(pl.LightningModule):
                 if w.grad is not None:
                     w.grad.add_(w if mask is None else w * mask, alpha=self.l2)
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def _score(self, split: str, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = batch
-        self.val_acc.update(self.model(x), y)
-        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True)
+        logits = self.model(x)
+        top1 = getattr(self, f"{split}_acc")
+        top1.update(logits, y)
+        self.log(f"{split}/acc", top1, on_step=False, on_epoch=True)
+        if self.top5:
+            top5 = getattr(self, f"{split}_acc5")
+            top5.update(logits, y)
+            self.log(f"{split}/acc_top5", top5, on_step=False, on_epoch=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._score("val", batch)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self.test_acc.update(self.model(x), y)
-        self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
+        self._score("test", batch)
 
     def configure_optimizers(self) -> Any:
-        return self.optimizer_factory(self.model.parameters())
+        opt = self.optimizer_factory(self.model.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
 
     # Global RNG (dropout) travels with the checkpoint so a resumed run continues the same stream.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -102,6 +127,11 @@ class ADMMModule(ClassifierModule):
 
     Training stops after ``iterations`` updates, or earlier once every layer's primal and dual
     residuals are <= eps.
+
+    Under DDP the weights are identical on every rank after each optimizer step, so every rank
+    projects to the same Z; rank 0's Z, U, rho and stop decision are still broadcast after each
+    update, so the ranks can never drift apart (nor hang on a split stop decision), also with
+    DDP's per-forward buffer broadcast switched off (conf/trainer/ddp.yaml).
     """
 
     def __init__(
@@ -120,7 +150,7 @@ class ADMMModule(ClassifierModule):
         lr_drop_steps: int | None = None,
         lr_drop_gamma: float = 0.1,
         lr_reset_each_iteration: bool = True,
-        num_classes: int = 10,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__(model, optimizer, l2=l2, num_classes=num_classes, stage="admm")
         self.steps_per_iteration = steps_per_iteration
@@ -145,6 +175,7 @@ class ADMMModule(ClassifierModule):
             return
         rho = self.admm.rho.item()
         res = self.admm.update(self.layer_weights())
+        broadcast_(self.admm.buffers())
         it = int(self.admm.iteration)
         self.history.append({"iteration": it, "rho": rho, **res})
         for kind, per_layer in res.items():
@@ -154,6 +185,7 @@ class ADMMModule(ClassifierModule):
         self.log("admm/iteration", float(it), on_step=True, on_epoch=False)
         if self.eps is not None and all(v <= self.eps for r in res.values() for v in r.values()):
             self.converged = True
+        self.converged = bool(self.trainer.strategy.broadcast(self.converged, src=0))
         # Stopped here rather than by Trainer(max_steps): Lightning resumes an end-of-epoch
         # checkpoint exactly only in max_epochs mode.
         if self.converged or it >= self.iterations:

@@ -6,13 +6,16 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
+from hydra.utils import instantiate
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
+from torch.utils.data import DataLoader
 
-from .data import MNISTData
+from .config import ConfigError
+from .distributed import rank_sharded
 from .loggers import LoggerFactory, close_logger
 from .modules import ClassifierModule
 
@@ -25,11 +28,33 @@ logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
 EVAL_BATCH = 1000
 
 
+class DataModule(Protocol):
+    """The interface of data.MNISTData and imagenet.ImageNetData / FakeImageData.
+
+    A data module may also set ``eval_batch_size`` (default EVAL_BATCH; ImageNet uses less).
+    """
+
+    name: str
+    split_seed: int
+
+    def setup(self) -> DataModule: ...
+
+    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader: ...
+
+    def steps_per_epoch(self, batch_size: int) -> int: ...
+
+
 @dataclass
 class StageContext:
-    """What every stage needs besides its own settings."""
+    """What every stage needs besides its own settings.
 
-    data: MNISTData
+    ``trainer_kwargs`` are pl.Trainer's; a ``strategy`` given as a Hydra node (with _target_) is
+    instantiated afresh for every Trainer. Under DDP, batch sizes are global (the papers'
+    recipes): each of the W processes loads batch_size / W, so an epoch has as many optimizer
+    steps as on one device and every step and epoch count of a recipe keeps its meaning.
+    """
+
+    data: DataModule
     trainer_kwargs: dict[str, Any]
     seed: int
     experiment: str
@@ -46,24 +71,48 @@ class StageContext:
             logger = self.logger_factory(stage=stage, group=self.experiment,
                                          name=f"{self.experiment}-{stage}", tags=self.tags,
                                          save_dir=str(stage_dir))
-        return pl.Trainer(**self.trainer_kwargs, **limits, logger=logger, callbacks=[checkpoint],
+        return pl.Trainer(**self._trainer_kwargs(), **limits, logger=logger, callbacks=[checkpoint],
                           default_root_dir=str(stage_dir))
+
+    def _trainer_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.trainer_kwargs)
+        if isinstance(kwargs.get("strategy"), dict):
+            kwargs["strategy"] = instantiate(kwargs["strategy"])
+        return kwargs
+
+    @property
+    def eval_batch_size(self) -> int:
+        return getattr(self.data, "eval_batch_size", EVAL_BATCH)
 
     def fit(self, module: ClassifierModule, stage: str, stage_dir: Path, resume: Path | None,
             batch_size: int, **limits: Any) -> None:
         pl.seed_everything(self.seed, workers=True, verbose=False)
         trainer = self.trainer(stage, stage_dir, **limits)
-        val = self.data.loader("val", EVAL_BATCH) if len(self.data.setup().val) else None
+        processes = trainer.num_nodes * trainer.num_devices
+        if batch_size % processes:
+            raise ConfigError(f"stage {stage}: batch size {batch_size} is global and must be divisible by "
+                              f"the {processes} processes (trainer.devices x trainer.num_nodes)")
+        val = self.data.loader("val", self.eval_batch_size) if len(self.data.setup().val) else None
+        train = self.data.loader("train", batch_size // processes, True, self.seed)
         try:
-            trainer.fit(module, train_dataloaders=self.data.loader("train", batch_size, True, self.seed),
-                        val_dataloaders=val, ckpt_path=str(resume) if resume else None)
+            # weights_only: a resumed checkpoint can hold tensors and plain data, never code.
+            trainer.fit(module, train_dataloaders=train, val_dataloaders=val,
+                        ckpt_path=str(resume) if resume else None, weights_only=True)
         finally:
             close_logger(trainer.logger)
 
-    def evaluate(self, model: nn.Module, split: str = "test") -> float:
-        """Top-1 accuracy (a fraction) of ``model`` on a split, through torchmetrics."""
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, float]:
+        """Top-1 (``acc``) and, with >= 5 classes, top-5 (``acc_top5``) accuracy of ``model`` on a
+        split, as fractions, through torchmetrics. Under DDP each rank scores a disjoint shard and
+        the counts are summed: every image exactly once."""
         module = ClassifierModule(model, optimizer=None)  # type: ignore[arg-type]
-        trainer = pl.Trainer(**{**self.trainer_kwargs, "enable_progress_bar": False},
+        trainer = pl.Trainer(**{**self._trainer_kwargs(), "enable_progress_bar": False,
+                                "use_distributed_sampler": False},
                              logger=False, enable_checkpointing=False)
-        out = trainer.test(module, dataloaders=self.data.loader(split, EVAL_BATCH), verbose=False)
-        return float(out[0]["test/acc"])
+        loader = rank_sharded(self.data.loader(split, self.eval_batch_size))
+        out = trainer.test(module, dataloaders=loader, verbose=False)[0]
+        return {k.removeprefix("test/"): float(v) for k, v in out.items() if k.startswith("test/")}
+
+    def evaluate(self, model: nn.Module, split: str = "test") -> float:
+        """Top-1 accuracy (a fraction) of ``model`` on a split."""
+        return self.scores(model, split)["acc"]
