@@ -2,9 +2,11 @@
 
 minimize f(W) s.t. card(W_i) <= l_i, split as W_i = Z_i:
   W-step: minimize f(W) + sum_i rho_scale * rho * ||W_i - Z_i + U_i||_F^2   (squared norm)
-  Z-step: Z_i <- Proj(W_i + U_i)   (exact top-k)
+  Z-step: Z_i <- Proj(W_i + U_i)   (exact top-k entries, or top-k groups by L2 norm)
   U-step: U_i <- U_i + W_i - Z_i
-with Z^0 = Proj(W^0) and U^0 = 0. rho_scale = 0.5 gives the papers' rho/2.
+with Z^0 = Proj(W^0) and U^0 = 0. rho_scale = 0.5 gives the papers' rho/2. A layer's
+``sparsity`` type picks its constraint set (ADAM-ADMM's structured sets: filter, channel,
+shape, row, column); the default is the unstructured card(W_i) <= l_i.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .projections import keep_count, topk_mask
+from .projections import group_count, group_mask, keep_count
 
 
 def _key(layer: str) -> str:
@@ -30,10 +32,14 @@ class ADMMState(nn.Module):
         rho_scale: float = 0.5,
         rho_multiplier: float = 1.0,
         rho_max: float | None = None,
+        sparsity: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.layers = list(keep)
-        self.k = {name: keep_count(weights[name].numel(), keep[name]) for name in self.layers}
+        self.sparsity = {name: (sparsity or {}).get(name, "unstructured") for name in self.layers}
+        # l_i counts groups (entries when unstructured)
+        self.k = {name: keep_count(group_count(weights[name].shape, self.sparsity[name]), keep[name])
+                  for name in self.layers}
         self.rho_scale = rho_scale
         self.rho_multiplier = rho_multiplier
         self.rho_max = rho_max
@@ -51,7 +57,7 @@ class ADMMState(nn.Module):
         return getattr(self, f"u_{_key(name)}")
 
     def _project(self, name: str, w: torch.Tensor) -> torch.Tensor:
-        return w * topk_mask(w, self.k[name])
+        return w * group_mask(w, self.sparsity[name], self.k[name])
 
     def penalty(self, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         """sum_i rho_scale * rho * ||W_i - Z_i + U_i||_F^2 (the squared Frobenius norm)."""

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .models import prunable_layers
-from .projections import keep_count, topk_mask
+from .projections import group_count, group_mask, keep_count, topk_mask
 
 
 class Mask(nn.Module):
@@ -22,13 +22,16 @@ class Mask(nn.Module):
         return w * self.mask
 
 
-def magnitude_masks(model: nn.Module, keep: dict[str, float]) -> dict[str, torch.Tensor]:
-    """Hard-prune masks: per named layer, the top-k weights by magnitude."""
-    layers = prunable_layers(model)
-    return {
-        name: topk_mask(layers[name].weight, keep_count(layers[name].weight.numel(), frac))
-        for name, frac in keep.items()
-    }
+def magnitude_masks(model: nn.Module, keep: dict[str, float],
+                    sparsity: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """Hard-prune masks: per named layer, the top-k weights by magnitude, or for a layer with a
+    structured ``sparsity`` type the top-k groups by L2 norm (the projection the Z-step used)."""
+    layers, masks = prunable_layers(model), {}
+    for name, frac in keep.items():
+        w = layers[name].weight
+        kind = (sparsity or {}).get(name, "unstructured")
+        masks[name] = group_mask(w, kind, keep_count(group_count(w.shape, kind), frac))
+    return masks
 
 
 def global_magnitude_masks(model: nn.Module, layers: list[str], k: int) -> dict[str, torch.Tensor]:

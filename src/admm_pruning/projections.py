@@ -1,8 +1,19 @@
-"""Euclidean projections onto sparsity sets (the ADMM Z-step and the hard prune)."""
+"""Euclidean projections onto sparsity sets (the ADMM Z-step and the hard prune).
+
+Unstructured: keep the k entries of largest magnitude. Structured (ADAM-ADMM): the weight is
+cut into groups and at most k groups may be nonzero; ||W - P||^2 is the sum of the squared
+norms of the groups P drops, so the projection keeps the k groups of largest L2 norm.
+Weights are (out, in) for Linear and (out, in, kh, kw) for Conv2d.
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+CONV_SPARSITY = ("unstructured", "filter", "channel", "shape")
+LINEAR_SPARSITY = ("unstructured", "row", "column")
 
 
 def keep_count(numel: int, keep: float) -> int:
@@ -32,3 +43,46 @@ def topk_mask(w: torch.Tensor, k: int) -> torch.Tensor:
 def project_topk(w: torch.Tensor, keep: float) -> torch.Tensor:
     """Proj onto {card(W) <= k}: keep the k largest magnitudes, zero the rest."""
     return w * topk_mask(w, keep_count(w.numel(), keep))
+
+
+def sparsity_types(ndim: int) -> tuple[str, ...]:
+    """The sparsity types of a weight of this rank: Linear (2-d) or conv (4-d)."""
+    return LINEAR_SPARSITY if ndim == 2 else CONV_SPARSITY
+
+
+def group_dims(sparsity: str, ndim: int) -> tuple[int, ...]:
+    """The weight dimensions that index a group; a group spans all the other dimensions.
+
+    filter / row: one output unit; channel / column: one input unit; shape: one (c, kh, kw)
+    position across all filters (a column of the im2col weight matrix); unstructured: one entry.
+    """
+    if sparsity not in sparsity_types(ndim):
+        raise ValueError(f"sparsity {sparsity!r} does not apply to a {ndim}-d weight; "
+                         f"choose from {', '.join(sparsity_types(ndim))}")
+    return {"unstructured": tuple(range(ndim)), "filter": (0,), "row": (0,), "channel": (1,),
+            "column": (1,), "shape": tuple(range(1, ndim))}[sparsity]
+
+
+def group_count(shape: torch.Size | tuple[int, ...], sparsity: str) -> int:
+    """Number of groups a weight of this shape has: ``keep`` counts groups, not entries."""
+    return math.prod(shape[d] for d in group_dims(sparsity, len(shape)))
+
+
+def group_mask(w: torch.Tensor, sparsity: str, k: int) -> torch.Tensor:
+    """Boolean mask (w's shape) keeping the k groups of largest L2 norm.
+
+    Ties go to the lower group index (row-major over the group dimensions), as in
+    ``topk_mask``, which is exactly what the unstructured case runs.
+    """
+    if sparsity == "unstructured":
+        return topk_mask(w, k)
+    dims = group_dims(sparsity, w.dim())
+    other = tuple(d for d in range(w.dim()) if d not in dims)
+    keep = topk_mask(w.detach().pow(2).sum(dim=other), k)  # squared norms: same order, no sqrt
+    shape = [w.shape[d] if d in dims else 1 for d in range(w.dim())]
+    return keep.reshape(shape).expand(w.shape).clone()
+
+
+def project(w: torch.Tensor, keep: float, sparsity: str = "unstructured") -> torch.Tensor:
+    """Proj onto {W: at most keep_count(groups, keep) nonzero groups}."""
+    return w * group_mask(w, sparsity, keep_count(group_count(w.shape, sparsity), keep))

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .admm import ADMMState
 from .data import MNISTData
 from .masks import apply_masks, global_magnitude_masks, magnitude_masks, remove_masks
 from .models import prunable_layers, set_dropout
@@ -38,6 +39,9 @@ class ADMMPruner:
 
     Defaults (conf/pruner/admm.yaml) are the authors' TF LeNet recipe: Adam lr 1e-3, rho 1e-4
     constant, penalty rho/2 * ||W-Z+U||^2, L2 5e-5/2 * ||W||^2, no dropout, 30 iterations.
+    ``sparsity`` (layer -> filter, channel, shape, row, column; default unstructured) makes it
+    ADAM-ADMM's structured pruning: the Z-step and the hard prune keep the groups of largest
+    L2 norm, so the final masks are structured.
     """
 
     name = "admm"
@@ -58,9 +62,11 @@ class ADMMPruner:
         lr_drop_epochs: float | None = None,
         lr_drop_gamma: float = 0.1,
         lr_reset_each_iteration: bool = True,
+        sparsity: dict[str, str] | None = None,
         **_: Any,
     ) -> None:
         self.optimizer = optimizer
+        self.sparsity = dict(sparsity or {})
         self.iterations = iterations
         self.epochs_per_iteration = epochs_per_iteration
         self.batch_size = batch_size
@@ -73,7 +79,7 @@ class ADMMPruner:
     def steps_per_iteration(self, steps_per_epoch: int) -> int:
         return max(1, round(self.epochs_per_iteration * steps_per_epoch))
 
-    def pruning_epochs(self, data: MNISTData) -> float:
+    def pruning_epochs(self, data: MNISTData, **_: Any) -> float:
         steps_per_epoch = data.steps_per_epoch(self.batch_size)
         return self.iterations * self.steps_per_iteration(steps_per_epoch) / steps_per_epoch
 
@@ -88,6 +94,11 @@ class ADMMPruner:
             rho_multiplier=self.rho_multiplier, rho_max=self.rho_max, eps=self.eps, l2=self.l2,
             lr_drop_steps=drop, lr_drop_gamma=self.lr_drop_gamma,
             lr_reset_each_iteration=self.lr_reset_each_iteration)
+        if self.sparsity:  # ADMMModule builds unstructured Z and U: replace them with the structured ones
+            module.admm = ADMMState(
+                {n: w for n, w in module.layer_weights().items() if n in keep}, keep, self.rho,
+                rho_scale=self.rho_scale, rho_multiplier=self.rho_multiplier, rho_max=self.rho_max,
+                sparsity=self.sparsity)
         epochs = -(-self.iterations * steps // steps_per_epoch)  # the module stops at the last update
         ctx.fit(module, "admm", stage_dir, resume, self.batch_size, max_epochs=epochs)
         metrics = {
@@ -97,7 +108,7 @@ class ADMMPruner:
             "converged": module.converged,
             "residuals": module.history,
         }
-        return _finish(ctx, model, magnitude_masks(model, keep), stage_dir, metrics)
+        return _finish(ctx, model, magnitude_masks(model, keep, self.sparsity), stage_dir, metrics)
 
 
 class OneShotPruner:
@@ -108,7 +119,7 @@ class OneShotPruner:
     def __init__(self, **_: Any) -> None:
         pass
 
-    def pruning_epochs(self, data: MNISTData) -> float:
+    def pruning_epochs(self, data: MNISTData, **_: Any) -> float:
         return 0.0
 
     def masks(self, model: nn.Module, keep: dict[str, float]) -> dict[str, torch.Tensor]:
@@ -165,7 +176,7 @@ class HanPruner:
         self.batch_size, self.quality, self.l2 = batch_size, quality, l2
         self.dropout, self.dropout_layer = dropout, dropout_layer
 
-    def pruning_epochs(self, data: MNISTData) -> float:
+    def pruning_epochs(self, data: MNISTData, **_: Any) -> float:
         return (self.rounds - 1) * self.epochs_per_round
 
     def _masks(self, model: nn.Module, keep: dict[str, float], r: int) -> dict[str, torch.Tensor]:

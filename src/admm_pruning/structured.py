@@ -1,0 +1,35 @@
+"""Per-layer sparsity types (``pruner.sparsity``), checked before anything trains.
+
+A layer's type picks its projection (see ``projections.group_dims``): conv layers take
+unstructured, filter, channel or shape; linear layers take unstructured, row or column.
+Layers not named stay unstructured; layers without a ``prune.keep`` entry stay dense.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import nn
+
+from .projections import sparsity_types
+
+
+class SparsityError(ValueError):
+    """A ``pruner.sparsity`` entry that cannot work, named by its key."""
+
+
+def check_sparsity(layers: Mapping[str, nn.Module], keep: Mapping[str, float],
+                   sparsity: Mapping[str, str] | None) -> None:
+    """Refuse unknown layers, unknown types, types that do not fit the layer and layers that
+    are not pruned, so a typo fails before pretraining rather than after it."""
+    for name, kind in (sparsity or {}).items():
+        key = f"pruner.sparsity.{name}"
+        if name not in layers:
+            raise SparsityError(f"{key}={kind}: unknown layer {name!r}; prunable layers are "
+                                f"{', '.join(layers)}")
+        allowed = sparsity_types(layers[name].weight.dim())
+        if kind not in allowed:
+            raise SparsityError(f"{key}={kind}: unknown sparsity type for {type(layers[name]).__name__} "
+                                f"layer {name}; choose from {', '.join(allowed)}")
+        if name not in keep:
+            raise SparsityError(f"{key}={kind}: layer {name} has no prune.keep entry, so it is not pruned")

@@ -1,0 +1,81 @@
+"""FLOP counts (dense, shrunk, nonzero) against hand counts, and the speedup report generator."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+
+from admm_pruning.flops import flop_report, layer_flops
+from admm_pruning.masks import apply_masks, magnitude_masks, plain_state_dict
+from admm_pruning.models import LeNet5, LeNet300
+from admm_pruning.stages import save_tensors
+from conftest import ROOT
+
+_spec = importlib.util.spec_from_file_location("speedup", ROOT / "benchmarks" / "speedup.py")
+speedup = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = speedup  # dataclasses look their module up here
+_spec.loader.exec_module(speedup)
+
+# 2 FLOPs per multiply-accumulate: conv = 2 * out * in * kh * kw * H_out * W_out, linear = 2 * in * out
+LENET5_FLOPS = {"conv1": 2 * 20 * 1 * 25 * 24 * 24, "conv2": 2 * 50 * 20 * 25 * 8 * 8,
+                "fc1": 2 * 800 * 500, "fc2": 2 * 500 * 10}
+X = torch.zeros(1, 1, 28, 28)
+
+
+def test_layer_flops_match_hand_counts():
+    assert layer_flops(LeNet5(), X) == LENET5_FLOPS
+    assert layer_flops(LeNet300(), X) == {"fc1": 2 * 784 * 300, "fc2": 2 * 300 * 100, "fc3": 2 * 100 * 10}
+
+
+def test_unstructured_remaining_flops_are_dense_flops_times_kept_fraction():
+    torch.manual_seed(0)
+    model = LeNet5()
+    keep = {"conv1": 0.6, "conv2": 0.5, "fc1": 0.5, "fc2": 0.5}  # dense enough that no unit dies
+    apply_masks(model, magnitude_masks(model, keep))
+    r = flop_report(model, X)
+    assert r["shrunk"] == r["dense"] == sum(LENET5_FLOPS.values())
+    for name, f in LENET5_FLOPS.items():
+        assert r["per_layer"][name]["remaining"] == f * keep[name]
+    assert r["theoretical_speedup"] == pytest.approx(r["dense"] / r["remaining"])
+    assert r["shrunk_speedup"] == 1.0
+
+
+def test_structured_flops_count_the_shrunk_model():
+    torch.manual_seed(0)
+    model = LeNet5()
+    keep = {"conv1": 0.5, "conv2": 0.3, "fc1": 0.2}
+    apply_masks(model, magnitude_masks(model, keep, {"conv1": "filter", "conv2": "filter", "fc1": "row"}))
+    r = flop_report(model, X)
+    expected = {"conv1": 2 * 10 * 1 * 25 * 24 * 24, "conv2": 2 * 15 * 10 * 25 * 8 * 8,
+                "fc1": 2 * 240 * 100, "fc2": 2 * 100 * 10}
+    assert {n: d["shrunk"] for n, d in r["per_layer"].items()} == expected
+    assert r["remaining"] == r["shrunk"] == sum(expected.values())  # what is left is dense
+    assert r["dense"] == sum(LENET5_FLOPS.values())
+    assert r["theoretical_speedup"] == pytest.approx(sum(LENET5_FLOPS.values()) / sum(expected.values()))
+    # conv weights left after shrinking: 10 x 25 + 15 x 10 x 25
+    assert r["shrunk_conv_compression"] == pytest.approx(25500 / (250 + 3750))
+
+
+def test_speedup_report_for_a_stage_folder(tmp_path):
+    """The benchmark on a saved run: FLOPs and the three timed models in a generated report
+    (no timing is asserted)."""
+    torch.manual_seed(0)
+    model = LeNet5()
+    keep = {"conv1": 0.5, "conv2": 0.3, "fc1": 0.009, "fc2": 0.07}
+    masks = magnitude_masks(model, keep, {"conv1": "filter", "conv2": "filter"})
+    apply_masks(model, masks)
+    stage = tmp_path / "retrain-abc"
+    save_tensors(stage / "weights.pt", plain_state_dict(model))
+    save_tensors(stage / "masks.pt", masks)
+    net = {"_target_": "admm_pruning.models.LeNet5", "num_classes": 10}
+    (stage / "settings.json").write_text(json.dumps({"parent": {"parent": {"model": {"net": net}}}}))
+    out = tmp_path / "speedup.md"
+    text = speedup.main([str(stage), "--rounds", "1", "--warmup", "0", "--block-seconds", "0",
+                         "--batches", "1", "4", "--out", str(out)])
+    assert out.read_text() == text
+    assert "| retrain-abc | cpu | 1 |" in text and "| retrain-abc | cpu | 4 |" in text
+    assert "paper: ADAM-ADMM" in text and "| 10.5x |" in text and "2.6x and 3.65x" in text
+    r = flop_report(model, X)
+    assert f"{r['theoretical_speedup']:.2f}x" in text and "conv1 10/20, 1/1; conv2 15/50, 10/10" in text

@@ -1,0 +1,171 @@
+"""Physical shrinking: structurally pruned models become smaller dense models with the same outputs."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from admm_pruning.masks import apply_masks, magnitude_masks
+from admm_pruning.models import LeNet5, LeNet300
+from admm_pruning.shrink import ShrinkError, load_shrunk, shrink
+from conftest import ROOT
+
+
+def randomise_biases(model: nn.Module) -> None:
+    """Nonzero biases everywhere: a removed filter still outputs its bias, which must be folded."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for m in model.modules():
+            if getattr(m, "bias", None) is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g))
+
+
+def pruned_lenet5() -> LeNet5:
+    torch.manual_seed(0)
+    model = LeNet5()
+    randomise_biases(model)
+    keep = {"conv1": 0.5, "conv2": 0.3, "fc1": 0.2, "fc2": 0.5}
+    apply_masks(model, magnitude_masks(model, keep, {"conv1": "filter", "conv2": "filter", "fc1": "row"}))
+    return model.eval()
+
+
+def same_outputs(a: nn.Module, b: nn.Module, shape: tuple[int, ...] = (1, 28, 28)) -> bool:
+    x = torch.randn(16, *shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        return torch.allclose(a(x), b(x), atol=1e-5, rtol=1e-5)
+
+
+def test_lenet5_filter_and_row_pruned_shrinks_to_a_smaller_model_with_the_same_outputs():
+    model = pruned_lenet5()
+    small = shrink(model, torch.zeros(1, 1, 28, 28))
+    net = small.module()
+    assert net.conv1.weight.shape == (10, 1, 5, 5)
+    assert net.conv2.weight.shape == (15, 10, 5, 5)  # conv1's removed filters left conv2 too
+    assert net.fc1.weight.shape == (100, 15 * 4 * 4)  # 15 channels x 4x4 flattened features
+    assert net.fc2.weight.shape[1] == 100  # fc1's removed rows left fc2 too
+    assert small.kept["fc1"] == {"out": [100, 500], "in": [240, 240]}
+    assert same_outputs(model, net)
+
+
+def test_the_bias_of_removed_filters_is_folded_into_the_next_layer():
+    model = pruned_lenet5()
+    small = shrink(model, torch.zeros(1, 1, 28, 28))
+    dead = ~model.conv1.weight.flatten(1).any(1)
+    assert dead.sum() == 10 and model.conv1.bias[dead].abs().min() > 0  # they output a nonzero constant
+    assert not torch.allclose(small.state["conv2.bias"], model.conv2.bias[model.conv2.weight.flatten(1).any(1)])
+    unfolded = small.module()
+    with torch.no_grad():
+        unfolded.conv2.bias.copy_(model.conv2.bias[model.conv2.weight.flatten(1).any(1)])
+    assert not same_outputs(model, unfolded)
+
+
+class ConvBN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3), nn.BatchNorm2d(6), nn.ReLU(),
+            nn.Flatten(), nn.Linear(6 * 4 * 4, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def test_sequential_conv_bn_relu_conv_flatten_linear():
+    torch.manual_seed(1)
+    model = ConvBN()
+    randomise_biases(model)
+    with torch.no_grad():  # non-trivial BatchNorm statistics and affine parameters
+        for bn in (model.features[1], model.features[4]):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.normal_()
+    apply_masks(model, magnitude_masks(model, {"features.0": 0.5, "features.3": 0.5},
+                                       {"features.0": "filter", "features.3": "filter"}))
+    model.eval()
+    small = shrink(model, torch.zeros(1, 3, 8, 8))
+    net = small.module()
+    assert net.features_0.weight.shape == (4, 3, 3, 3) and net.features_1.num_features == 4
+    assert net.features_3.weight.shape == (3, 4, 3, 3) and net.features_4.running_mean.shape == (3,)
+    assert net.features_7.weight.shape == (5, 3 * 16)
+    assert same_outputs(model, net, (3, 8, 8))
+
+
+def test_channel_pruning_of_the_next_layer_removes_the_filters_it_no_longer_reads():
+    torch.manual_seed(2)
+    model = LeNet5()
+    randomise_biases(model)
+    apply_masks(model, magnitude_masks(model, {"conv2": 0.25}, {"conv2": "channel"}))  # 5 of 20 inputs
+    model.eval()
+    small = shrink(model, torch.zeros(1, 1, 28, 28))
+    assert small.kept["conv1"]["out"] == [5, 20] and small.kept["conv2"]["in"] == [5, 5]
+    assert same_outputs(model, small.module())
+
+
+def test_column_pruned_linear_selects_its_inputs():
+    torch.manual_seed(3)
+    model = LeNet300()
+    randomise_biases(model)
+    apply_masks(model, magnitude_masks(model, {"fc1": 0.1, "fc2": 0.2}, {"fc1": "column", "fc2": "column"}))
+    model.eval()
+    small = shrink(model, torch.zeros(1, 1, 28, 28))
+    net = small.module()
+    assert net.fc1.weight.shape == (60, 78)  # 78 of 784 pixels read; fc2 reads 60 of fc1's 300 units
+    assert [type(m).__name__ for m in net] == ["Flatten", "Select", "Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert same_outputs(model, net)
+
+
+def test_a_padded_conv_keeps_a_dead_filter_whose_constant_it_cannot_fold():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1), nn.Flatten(),
+                          nn.Linear(2 * 36, 3))
+    with torch.no_grad():
+        model[0].weight[0].zero_()
+        model[0].bias[0] = 1.0  # relu(1) = 1: a nonzero constant, zero-padded at the borders
+        model[0].weight[1].zero_()
+        model[0].bias[1] = -1.0  # relu(-1) = 0: nothing to fold, so it can go
+    small = shrink(model.eval(), torch.zeros(1, 1, 8, 8))
+    assert small.kept["0"]["out"] == [3, 4]
+    assert same_outputs(model, small.module(), (1, 8, 8))
+
+
+def test_exported_model_reloads_without_the_suite(tmp_path):
+    model = pruned_lenet5()
+    small = shrink(model, torch.zeros(1, 1, 28, 28))
+    small.save(tmp_path / "shrunk")
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
+    assert same_outputs(model, load_shrunk(tmp_path / "shrunk"))
+    # a fresh interpreter with only shrink.py copied beside it: torch alone, no admm_pruning package
+    alone = tmp_path / "standalone"
+    alone.mkdir()
+    shutil.copy(ROOT / "src" / "admm_pruning" / "shrink.py", alone / "shrink.py")
+    code = f"""
+import sys, torch, shrink
+assert "admm_pruning" not in sys.modules
+io = torch.load({str(tmp_path / "io.pt")!r})
+net = shrink.load_shrunk({str(tmp_path / "shrunk")!r})
+assert torch.allclose(net(io["x"]), io["y"], atol=1e-5), "outputs differ"
+print(sum(p.numel() for p in net.parameters()))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=alone, capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) < sum(p.numel() for p in LeNet5().parameters())
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
+
+
+def test_a_non_chain_model_is_refused_not_shrunk_wrongly():
+    with pytest.raises(ShrinkError, match="not a chain"):
+        shrink(Residual(), torch.zeros(1, 2, 5, 5))
