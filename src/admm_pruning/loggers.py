@@ -1,5 +1,7 @@
 """Experiment loggers. W&B is offline unless the user has set W&B up, and a W&B failure
-falls back to CSV with a warning: a run never fails because W&B has no network."""
+falls back to CSV with a warning: a run never fails because W&B has no network, and after one
+failure the process stops trying, so an unreachable server costs one ``init_timeout``, not one
+per stage."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
 log = logging.getLogger(__name__)
 LoggerFactory = Callable[..., Logger]
+
+# (mode, WANDB_BASE_URL) -> the error of W&B's first failure to start in this process.
+_FAILED: dict[tuple[str, str | None], str] = {}
 
 
 def wandb_mode(mode: str = "auto") -> str:
@@ -29,10 +34,14 @@ def wandb_mode(mode: str = "auto") -> str:
 def wandb_logger(
     *, stage: str, group: str, name: str, tags: list[str], save_dir: str,
     project: str = "admm-pruning", entity: str | None = None, mode: str = "auto",
-    root_dir: str | None = None,
+    root_dir: str | None = None, init_timeout: float = 15.0,
 ) -> Logger:
     resolved = wandb_mode(mode)
+    key = (resolved, os.environ.get("WANDB_BASE_URL"))
     if resolved == "disabled":
+        return csv_logger(stage=stage, group=group, name=name, tags=tags, save_dir=save_dir)
+    if key in _FAILED:
+        log.info("W&B failed earlier in this process (%s); logging to CSV in %s", _FAILED[key], save_dir)
         return csv_logger(stage=stage, group=group, name=name, tags=tags, save_dir=save_dir)
     try:
         import wandb
@@ -42,15 +51,23 @@ def wandb_logger(
         logger = WandbLogger(
             project=project, entity=entity, name=name, group=group, job_type=stage,
             tags=tags, save_dir=root, mode=resolved, reinit="create_new",
-            settings=wandb.Settings(init_timeout=30, silent=True))
+            settings=wandb.Settings(init_timeout=init_timeout, silent=True))
         _ = logger.experiment  # start now, so that a failure falls back before training
         return logger
     except Exception as exc:  # noqa: BLE001 - any W&B failure must not stop the run
-        log.warning("W&B unavailable (%s); logging to CSV in %s instead", exc, save_dir)
+        _FAILED[key] = str(exc)[:200]
+        log.warning("W&B unavailable (%s); logging to CSV in %s instead, and for the rest of this process",
+                    exc, save_dir)
         return csv_logger(stage=stage, group=group, name=name, tags=tags, save_dir=save_dir)
 
 
 def csv_logger(*, stage: str, group: str, name: str, tags: list[str], save_dir: str) -> Logger:
+    """logs/<stage>/metrics.csv; a resumed stage's earlier file is kept as metrics-<n>.csv
+    (Lightning would delete it)."""
+    log_dir = Path(save_dir) / "logs" / stage
+    if (log_dir / "metrics.csv").is_file():
+        n = len(list(log_dir.glob("metrics-*.csv")))
+        (log_dir / "metrics.csv").rename(log_dir / f"metrics-{n}.csv")
     return CSVLogger(save_dir=save_dir, name="logs", version=stage)
 
 

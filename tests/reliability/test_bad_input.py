@@ -1,0 +1,71 @@
+"""Promise 7: bad input fails fast through the CLI with one clear line naming the key or file,
+a non-zero exit, and nothing written under results/ (or any stage folder)."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+from .helpers import cli_env
+
+pytestmark = pytest.mark.reliability
+
+HYDRA = 1  # Hydra's own composition errors
+OURS = 2  # ConfigError / DataError from train.py
+# (id, overrides, exit status, text the error must contain); DATA stands for the fake data folder.
+CASES = [
+    ("unknown-model", ["model=lenet9"], HYDRA, "Could not find 'model/lenet9'"),
+    ("unknown-data", ["data=cifar99"], HYDRA, "Could not find 'data/cifar99'"),
+    ("unknown-pruner", ["pruner=magic"], HYDRA, "Could not find 'pruner/magic'"),
+    ("unknown-experiment", ["experiment=lenet5_admm_999x"], HYDRA, "Could not find 'experiment/lenet5_admm_999x'"),
+    ("layer-typo", ["+prune.keep.fc4=0.1"], OURS, "prune.keep.fc4: unknown layer 'fc4' for model lenet300"),
+    ("keep-zero", ["prune.keep.fc1=0"], OURS, "prune.keep.fc1=0: keep fractions must lie in (0, 1]"),
+    ("keep-above-one", ["prune.keep.fc2=1.5"], OURS, "prune.keep.fc2=1.5: keep fractions must lie in (0, 1]"),
+    ("compression-unreachable", ["prune.compression=1e9"], OURS, "prune.compression=1e+09: this model reaches only"),
+    ("compression-below-one", ["prune.compression=0.5"], OURS, "prune.compression=0.5: this model reaches only"),
+    ("negative-epochs", ["pretrain.epochs=-3"], OURS, "pretrain.epochs=-3: epoch counts must be >= 0"),
+    ("bad-checksum", ["data=mnist10k", "data.data_dir=BAD"], OURS, "BAD/mnist/t10k-images-idx3-ubyte.gz: md5"),
+]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, tuple]:
+    """Every case launched at once (Hydra and torch take seconds to start): id -> (process, root, bad)."""
+    bad = tmp_path_factory.mktemp("bad-mnist")
+    (bad / "mnist").mkdir()
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (bad / "mnist" / f"{stem}.gz").write_bytes(gzip.compress(b"not mnist at all"))
+
+    def launch(case: tuple) -> tuple:
+        name, extra, _, _ = case
+        root = tmp_path_factory.mktemp(name)
+        own_data = any(a.startswith(("data=", "data.data_dir=")) for a in extra)
+        data = [] if own_data else [f"data.data_dir={data_dir}", "data.val_size=200", "data.download=false"]
+        args = ["experiment=lenet300_admm_23x", *data, "logger=csv", f"paths.artifacts_dir={root / 'artifacts'}",
+                f"paths.results_dir={root / 'results'}", *(a.replace("BAD", str(bad)) for a in extra)]
+        proc = subprocess.run([sys.executable, "-m", "admm_pruning.train", *args], cwd=ROOT, env=cli_env(),
+                              capture_output=True, text=True, timeout=300)
+        return proc, root, bad
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip([c[0] for c in CASES], pool.map(launch, CASES), strict=True))
+
+
+@pytest.mark.parametrize("name, extra, status, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_fails_fast_with_one_clear_line_and_writes_nothing(outcomes, name, extra, status, message):
+    proc, root, bad = outcomes[name]
+    message = message.replace("BAD", str(bad))
+    assert proc.returncode == status, proc.stderr[-2000:]
+    assert message in proc.stderr, proc.stderr[-2000:]
+    if status == OURS:  # one line, no traceback
+        (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+        assert message in line and "Traceback" not in proc.stderr
+    assert not (root / "results").exists()
+    assert not (root / "artifacts" / "stages").exists()
