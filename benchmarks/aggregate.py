@@ -57,6 +57,9 @@ def load_runs(results_dir: Path) -> list[dict]:
     for path in sorted(results_dir.rglob("summary.json")):
         summary = json.loads(path.read_text())
         summary["summary_path"] = path.relative_to(results_dir).as_posix()
+        profile = (summary.get("profile") or {}).get("profile", "preset")
+        if profile != "preset":  # a derived per-layer split is a different method: its own curve
+            summary["pruner"] = f"{summary['pruner']}+{profile}"
         runs.append(summary)
     return runs
 

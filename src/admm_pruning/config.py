@@ -3,6 +3,7 @@ with the offending key and value."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
@@ -34,6 +35,14 @@ def validate(cfg: DictConfig, model: nn.Module) -> None:
                               f"{cfg.model.name}; prunable layers are {', '.join(layers)}")
         if not 0.0 < _number(f"prune.keep.{name}", frac) <= 1.0:
             raise ConfigError(f"prune.keep.{name}={frac}: keep fractions must lie in (0, 1]")
+    profile = _get(cfg, "prune.profile") or "preset"
+    if profile not in ("preset", "sensitivity", "global_magnitude"):
+        raise ConfigError(f"prune.profile={profile!r}: expected preset, sensitivity or global_magnitude")
+    if profile != "preset" and _get(cfg, "prune.compression") is None:
+        raise ConfigError(f"prune.profile={profile}: set prune.compression, the overall factor to split")
+    for level in _get(cfg, "prune.sensitivity_levels") or []:
+        if not 0.0 < _number("prune.sensitivity_levels", level) <= 1.0:
+            raise ConfigError(f"prune.sensitivity_levels: {level} is not a keep fraction in (0, 1]")
     for key in ("pretrain.epochs", "retrain.epochs", "budget.epochs"):
         value = _get(cfg, key)
         if value is not None and _number(key, value) < 0:
@@ -68,8 +77,12 @@ class Plan:
         return self.pruning_epochs + self.retrain_epochs
 
 
-def resolve(cfg: DictConfig, model: nn.Module, pruning_epochs: float) -> Plan:
+def resolve(cfg: DictConfig, model: nn.Module,
+            pruning_epochs: float | Callable[[dict[str, float]], float]) -> Plan:
     """Per-layer targets (scaled to ``prune.compression`` if given) and the epoch budget.
+
+    ``pruning_epochs`` may depend on the resolved targets (progressive ADMM's round count does),
+    so it can be a function of them.
 
     Budget rule: with ``budget.epochs`` = B, every pruner trains B epochs after the shared dense
     checkpoint: its own pruning epochs P, then retrain.epochs = B - P of the shared retraining
@@ -83,6 +96,8 @@ def resolve(cfg: DictConfig, model: nn.Module, pruning_epochs: float) -> Plan:
             keep = scale_profile(sizes, keep, _number("prune.compression", compression))
         except TargetError as exc:
             raise ConfigError(str(exc)) from exc
+    if callable(pruning_epochs):
+        pruning_epochs = pruning_epochs(keep)
     retrain = _get(cfg, "retrain.epochs")
     budget = _get(cfg, "budget.epochs")
     if budget is not None:
