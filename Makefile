@@ -27,7 +27,10 @@ test: $(STAMP) ## Run the default test suite (about 5-10 min on 2 CPU cores)
 test-reliability: $(STAMP) ## Crash/resume (real SIGKILL), corrupt and untrusted files, bad input, NaN, W&B down (a few min)
 	$(PY) -m pytest -q tests/reliability
 
-test-slow: $(STAMP) ## Run the slow tests too
+test-slow: $(STAMP) ## The slow tests only: AlexNet's whole pipeline on FakeData (about 3 min; CI runs it)
+	$(PY) -m pytest -q -m slow
+
+test-all: $(STAMP) ## Every test: default, reliability and slow
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff
@@ -127,4 +130,4 @@ readme: $(STAMP) ## Regenerate README's results section from results/
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
+.PHONY: test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
