@@ -165,7 +165,26 @@ class BatchIndexSampler(Sampler):
         yield from order.split(self.batch_size)
 
 
-class MNISTData:
+class InMemoryData:
+    """Train / val / test ``Split`` tensors that ``setup`` fills; batches are whole index tensors."""
+
+    train: Split | None = None
+    val: Split | None = None
+    test: Split | None = None
+
+    def setup(self) -> InMemoryData:
+        raise NotImplementedError
+
+    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+        data = getattr(self.setup(), split)
+        sampler = BatchIndexSampler(len(data), batch_size, shuffle, seed)
+        return DataLoader(_TensorBatches(data), batch_size=None, sampler=sampler)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-len(self.setup().train) // batch_size)
+
+
+class MNISTData(InMemoryData):
     """Train / val / test splits as in-memory tensors, for either protocol."""
 
     def __init__(
@@ -185,9 +204,6 @@ class MNISTData:
         self.split_seed = split_seed
         self.val_size = val_size
         self.download = download
-        self.train: Split | None = None
-        self.val: Split | None = None
-        self.test: Split | None = None
 
     def check(self) -> None:
         """Fail before training if the files are missing and cannot be downloaded."""
@@ -223,11 +239,3 @@ class MNISTData:
         self.train = Split(x[train_idx[:cut]], y[train_idx[:cut]])
         self.val = Split(x[train_idx[cut:]], y[train_idx[cut:]])
         return self
-
-    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
-        data = getattr(self.setup(), split)
-        sampler = BatchIndexSampler(len(data), batch_size, shuffle, seed)
-        return DataLoader(_TensorBatches(data), batch_size=None, sampler=sampler)
-
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-len(self.setup().train) // batch_size)

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import datasets, transforms
 
-from .data import BatchIndexSampler, DataError, Split, _TensorBatches, default_data_dir
+from .data import DataError, InMemoryData, Split, default_data_dir
 
 # The torchvision ImageNet normalisation (torchvision's AlexNet weights expect it).
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -132,7 +132,7 @@ class ImageNetData:
         return -(-len(self.setup().train) // batch_size)
 
 
-class FakeImageData:
+class FakeImageData(InMemoryData):
     """torchvision FakeData (random images, random labels: nothing to learn) decoded once and held
     in memory as tensors, batched like MNISTData: the ImageNet pipeline in seconds, for tests/CI.
 
@@ -153,9 +153,6 @@ class FakeImageData:
         self.name = name
         self.size, self.test_size, self.val_size = size, test_size, val_size
         self.image_size, self.num_classes, self.split_seed = tuple(image_size), num_classes, split_seed
-        self.train: Split | None = None
-        self.val: Split | None = None
-        self.test: Split | None = None
 
     def setup(self) -> FakeImageData:
         if self.train is not None:
@@ -172,11 +169,3 @@ class FakeImageData:
         train, val, test = perm.split([n_train, self.val_size, self.test_size])
         self.train, self.val, self.test = Split(x[train], y[train]), Split(x[val], y[val]), Split(x[test], y[test])
         return self
-
-    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
-        data = getattr(self.setup(), split)
-        sampler = BatchIndexSampler(len(data), batch_size, shuffle, seed)
-        return DataLoader(_TensorBatches(data), batch_size=None, sampler=sampler)
-
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-len(self.setup().train) // batch_size)
