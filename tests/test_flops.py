@@ -58,13 +58,17 @@ def test_structured_flops_count_the_shrunk_model():
     assert r["shrunk_conv_compression"] == pytest.approx(25500 / (250 + 3750))
 
 
-def test_speedup_report_for_a_stage_folder(tmp_path):
-    """The benchmark on a saved run: FLOPs and the three timed models in a generated report
-    (no timing is asserted)."""
+@pytest.mark.parametrize("conv2, shrunk_layers", [
+    ("filter", "conv1 10/20, 1/1; conv2 15/50, 10/10"),
+    ("shape", "conv1 10/20, 1/1; conv2 50/50, 10/10"),
+])
+def test_speedup_report_for_a_stage_folder(tmp_path, conv2, shrunk_layers):
+    """The benchmark on a saved run: FLOPs and the timed models in a generated report (no timing
+    is asserted); a shape-wise run also times the dense network on the shrunk model's kernels."""
     torch.manual_seed(0)
     model = LeNet5()
     keep = {"conv1": 0.5, "conv2": 0.3, "fc1": 0.009, "fc2": 0.07}
-    masks = magnitude_masks(model, keep, {"conv1": "filter", "conv2": "filter"})
+    masks = magnitude_masks(model, keep, {"conv1": "filter", "conv2": conv2})
     apply_masks(model, masks)
     stage = tmp_path / "retrain-abc"
     save_tensors(stage / "weights.pt", plain_state_dict(model))
@@ -78,4 +82,10 @@ def test_speedup_report_for_a_stage_folder(tmp_path):
     assert "| retrain-abc | cpu | 1 |" in text and "| retrain-abc | cpu | 4 |" in text
     assert "paper: ADAM-ADMM" in text and "| 10.5x |" in text and "2.6x and 3.65x" in text
     r = flop_report(model, X)
-    assert f"{r['theoretical_speedup']:.2f}x" in text and "conv1 10/20, 1/1; conv2 15/50, 10/10" in text
+    assert f"{r['theoretical_speedup']:.2f}x" in text and shrunk_layers in text
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| retrain-abc | cpu |")]
+    gemm = [(row[4], row[-1]) for row in rows]  # dense GEMM ms, shrunk vs dense GEMM
+    if conv2 == "shape":
+        assert all(ms != "-" and ratio.endswith("x |") for ms, ratio in gemm)
+    else:
+        assert gemm == [("-", "- |")] * 2

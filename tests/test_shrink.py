@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from admm_pruning.flops import layer_flops
 from admm_pruning.masks import apply_masks, magnitude_masks
 from admm_pruning.models import LeNet5, LeNet300
-from admm_pruning.shrink import ShrinkError, load_shrunk, shrink
+from admm_pruning.shrink import ColumnConv2d, ShrinkError, load_shrunk, shrink
 from conftest import ROOT
 
 
@@ -169,3 +170,48 @@ class Residual(nn.Module):
 def test_a_non_chain_model_is_refused_not_shrunk_wrongly():
     with pytest.raises(ShrinkError, match="not a chain"):
         shrink(Residual(), torch.zeros(1, 2, 5, 5))
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, size", [
+    ((5, 5), (1, 1), (0, 0), (1, 1), (12, 12)),
+    ((3, 3), (2, 1), (1, 2), (1, 1), (9, 10)),
+    ((3, 2), (1, 2), (2, 1), (2, 1), (11, 8)),
+])
+def test_column_conv_computes_the_masked_conv(kernel, stride, padding, dilation, size):
+    g = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(4, 6, kernel, stride=stride, padding=padding, dilation=dilation)
+    cols = 4 * kernel[0] * kernel[1]
+    keep = torch.randperm(cols, generator=g)[: cols // 3].sort().values
+    mask = torch.zeros(cols, dtype=torch.bool)
+    mask[keep] = True
+    with torch.no_grad():
+        conv.weight.mul_(mask.view(1, 4, *kernel))
+    col = ColumnConv2d(4, 6, list(kernel), list(stride), list(padding), list(dilation), True, keep.tolist())
+    col.load_state_dict({"weight": conv.weight.reshape(6, -1)[:, keep], "bias": conv.bias.detach()})
+    for h, w in (size, (size[0] + 3, size[1] + 1)):  # the gather index is cached per input size
+        x = torch.randn(3, 4, h, w, generator=g)
+        with torch.no_grad():
+            assert torch.allclose(col(x), conv(x), atol=1e-5)
+
+
+def test_a_shape_pruned_conv_runs_on_its_used_columns_only(tmp_path):
+    torch.manual_seed(0)
+    model = LeNet5()
+    randomise_biases(model)
+    apply_masks(model, magnitude_masks(model, {"conv2": 0.2}, {"conv2": "shape"}))  # 100 of 500 columns
+    model.eval()
+    example = torch.zeros(1, 1, 28, 28)
+    small = shrink(model, example)
+    net = small.module()
+    assert small.kept["conv2"]["columns"] == [100, 500] and "columns" not in small.kept["conv1"]
+    assert isinstance(net.conv2, ColumnConv2d) and net.conv2.weight.shape == (50, 100)
+    assert same_outputs(model, net)
+    dense, shrunk = layer_flops(LeNet5(), example), layer_flops(net, example)
+    assert shrunk["conv2"] == dense["conv2"] // 5 and shrunk["conv1"] == dense["conv1"]
+    small.save(tmp_path / "shrunk")
+    assert same_outputs(model, load_shrunk(tmp_path / "shrunk"))
+    # the threshold: 0 makes every conv a ColumnConv2d (a dense baseline on the same kernels), > 1 none
+    every = shrink(model, example, min_column_saving=0.0).module()
+    assert isinstance(every.conv1, ColumnConv2d) and every.conv1.weight.shape == (20, 25)
+    assert same_outputs(model, every)
+    assert isinstance(shrink(model, example, min_column_saving=1.1).module().conv2, nn.Conv2d)

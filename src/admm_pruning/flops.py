@@ -17,26 +17,28 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .models import PRUNABLE_TYPES
-from .shrink import ShrinkError, shrink
+from .shrink import WEIGHTED_TYPES, ShrinkError, shrink
 
 FLOPS_DEFINITION = (
     "FLOPs for one input (batch 1), conv and linear layers only, counted by "
     "torch.utils.flop_counter.FlopCounterMode (1 multiply-accumulate = 2 FLOPs; biases, pooling and "
     "activations not counted). dense: the unpruned model. shrunk: the physically shrunk dense model "
-    "(dead or unused filters, channels, rows and columns deleted). remaining: per layer, the shrunk "
+    "(dead or unused filters, channels, rows and columns deleted; a conv with shape-wise sparsity runs "
+    "as a GEMM over its used (c, kh, kw) kernel columns only). remaining: per layer, the shrunk "
     "layer's FLOPs x the fraction of its weights that are nonzero (the FLOPs of the nonzero weights, "
     "the papers' convention; for a layer shrinking does not touch, dense FLOPs x kept fraction). "
     "theoretical_speedup = dense / remaining; shrunk_speedup = dense / shrunk.")
 
 
 def layer_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
-    """FLOPs of each conv / linear module of ``model`` for one forward pass of ``example``."""
+    """FLOPs of each conv / linear module (a shrunk model's ColumnConv2d too) of ``model`` for
+    one forward pass of ``example``."""
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(example)
     counts = counter.get_flop_counts()
     root = type(model).__name__
     return {name: int(sum(counts.get(f"{root}.{name}", {}).values()))
-            for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+            for name, m in model.named_modules() if isinstance(m, WEIGHTED_TYPES)}
 
 
 def flop_report(model: nn.Module, example: torch.Tensor) -> dict[str, Any]:
@@ -59,7 +61,7 @@ def flop_report(model: nn.Module, example: torch.Tensor) -> dict[str, Any]:
         net = small.module()
         source = {layer["name"]: layer["module"] for layer in small.config["layers"] if "module" in layer}
         shrunk = {source[n]: f for n, f in layer_flops(net, example).items()}
-        weights = {source[n]: m.weight.detach() for n, m in net.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+        weights = {source[n]: m.weight.detach() for n, m in net.named_modules() if isinstance(m, WEIGHTED_TYPES)}
         report["shrunk_layers"] = small.kept
     per_layer = {}
     for name, f in dense.items():

@@ -43,11 +43,58 @@ class Select(nn.Module):
         return x.index_select(1, self.index)
 
 
+class ColumnConv2d(nn.Module):
+    """A conv that keeps only some (c, kh, kw) columns of its im2col weight matrix (ADAM-ADMM's
+    shape-wise sparsity): the kept input patches are gathered straight from the (padded) input
+    and multiplied by the (out, kept columns) weight, so removed columns cost neither FLOPs nor
+    memory traffic. ``columns`` are flat indices c * kh * kw + i * kw + j of the dense kernel.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: list[int], stride: list[int],
+                 padding: list[int], dilation: list[int], bias: bool, columns: list[int]) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
+        self.padding, self.dilation = tuple(padding), tuple(dilation)
+        self.register_buffer("columns", torch.tensor(columns, dtype=torch.long), persistent=False)
+        self.weight = nn.Parameter(torch.zeros(out_channels, len(columns)))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self._gather: dict[tuple[int, int, str], tuple[torch.Tensor, int, int]] = {}
+
+    def _index(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, int, int]:
+        """Flat input positions of every kept column at every output position, cached per input size."""
+        key = (h, w, str(device))
+        if key not in self._gather:
+            (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+            hp, wp = h + 2 * self.padding[0], w + 2 * self.padding[1]
+            ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+            c, rest = self.columns.cpu() // (kh * kw), self.columns.cpu() % (kh * kw)
+            row = (rest // kw * dh)[:, None, None] + (torch.arange(ho) * sh)[None, :, None]
+            col = (rest % kw * dw)[:, None, None] + (torch.arange(wo) * sw)[None, None, :]
+            index = (c[:, None, None] * hp * wp + row * wp + col).reshape(-1)
+            self._gather[key] = (index.to(device), ho, wo)
+        return self._gather[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        index, ho, wo = self._index(h, w, x.device)
+        if any(self.padding):
+            x = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
+        patches = x.reshape(n, -1).index_select(1, index).view(n, len(self.columns), ho * wo)
+        out = torch.matmul(self.weight, patches)
+        if self.bias is not None:
+            out = out + self.bias[:, None]
+        return out.view(n, self.out_channels, ho, wo)
+
+
 LAYER_TYPES: dict[str, type[nn.Module]] = {
     "Conv2d": nn.Conv2d, "Linear": nn.Linear, "BatchNorm1d": nn.BatchNorm1d, "BatchNorm2d": nn.BatchNorm2d,
     "ReLU": nn.ReLU, "MaxPool2d": nn.MaxPool2d, "AvgPool2d": nn.AvgPool2d,
     "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d, "Flatten": nn.Flatten, "Select": Select,
+    "ColumnConv2d": ColumnConv2d,
 }
+# The layers that hold prunable weights, in a model ``build_model`` makes.
+WEIGHTED_TYPES = (nn.Conv2d, nn.Linear, ColumnConv2d)
 
 
 def build_model(config: dict[str, Any]) -> nn.Sequential:
@@ -186,7 +233,8 @@ class Shrunk:
 
     config: dict[str, Any]
     state: dict[str, torch.Tensor]
-    kept: dict[str, dict[str, list[int]]]  # source layer -> {"out": [kept, total], "in": [kept, total]}
+    # source layer -> {"out": [kept, total], "in": [kept, total]} (+ "columns" for a ColumnConv2d)
+    kept: dict[str, dict[str, list[int]]]
 
     def module(self) -> nn.Sequential:
         return load_model(self.config, self.state)
@@ -211,11 +259,31 @@ def _has_padding(layer: dict[str, Any]) -> bool:
     return p != "valid" and (isinstance(p, str) or any(p))
 
 
-def shrink(model: nn.Module, example: torch.Tensor, atol: float = 1e-5) -> Shrunk:
+def _to_columns(layer: dict[str, Any], state: dict[str, torch.Tensor], min_saving: float) -> list[int] | None:
+    """Turn a conv whose im2col weight has at least ``min_saving`` of its columns all zero into a
+    ColumnConv2d over the other columns (in place); returns [kept, total] columns, or None."""
+    args, key = layer["args"], f"{layer['name']}.weight"
+    if isinstance(args["padding"], str):
+        return None  # "same" / "valid": left to nn.Conv2d
+    w = state[key].reshape(state[key].shape[0], -1)
+    used = torch.count_nonzero(w, dim=0) > 0
+    if not used.any():
+        used[0] = True
+    if 1 - used.float().mean().item() < min_saving:
+        return None
+    index = used.nonzero().flatten()
+    state[key] = w.index_select(1, index).clone()
+    layer["type"], layer["args"] = "ColumnConv2d", {**args, "columns": index.tolist()}
+    return [len(index), w.shape[1]]
+
+
+def shrink(model: nn.Module, example: torch.Tensor, atol: float = 1e-5, min_column_saving: float = 0.25) -> Shrunk:
     """Shrink ``model`` (masked or with zeroed weights) to a smaller dense model, on the CPU.
 
     ``example`` is one input batch; it fixes the feature-map sizes and, for dead units, the
-    constant each one outputs.
+    constant each one outputs. A conv left with at least ``min_column_saving`` of its (c, kh, kw)
+    columns unused (shape-wise sparsity) becomes a ``ColumnConv2d`` over the used ones; 0 turns
+    every conv into one (the dense baseline with the same kernels), above 1 none.
     """
     was_training = model.training
     model.eval()
@@ -289,6 +357,10 @@ def shrink(model: nn.Module, example: torch.Tensor, atol: float = 1e-5) -> Shrun
             selects[i] = {"name": f"{name}_select", "type": "Select", "args": {"index": index.tolist()}}
             state[f"{name}.weight"] = w.index_select(1, index).clone()
             args[key] = len(index)
+        if layers[i]["type"] == "Conv2d":
+            columns = _to_columns(layers[i], state, min_column_saving)
+            if columns:
+                kept[layers[i]["module"]]["columns"] = columns
     out = []
     for i, layer in enumerate(layers):
         if i in selects:
