@@ -26,7 +26,7 @@ from .sensitivity import derive_keep
 from .stages import StageCache, atomic_write, load_tensors, save_tensors, write_json
 from .structured import SparsityError, check_sparsity
 from .training import StageContext
-from .verify import verify_sparsity
+from .verify import verify_export, verify_sparsity
 
 log = logging.getLogger("admm_pruning")
 
@@ -185,6 +185,8 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     if not is_launch_rank_zero():  # DDP: every rank ran the stages; rank 0 publishes
         return summary
     verify_sparsity(summary, stages["retrain"], stages["prune"].dir, layers)  # before anything is published
+    summary["export_dir"] = str(Path(cfg.paths.artifacts_dir) / "exports" / final_dir.name)
+    summary["export"] = verify_export(final, next(iter(data.loader("test", 256)))[0], Path(summary["export_dir"]))
     out = Path(cfg.paths.results_dir) / cfg.results_subdir
     if summary["connectivity"]["disconnected"]:
         log.warning("disconnected network: some output classes receive no signal from the input (%s)",

@@ -1,5 +1,6 @@
 """Sparsity verified, not assumed: before a summary is published, the final weights and masks are
-reloaded from disk and recounted, and every claim in the summary must equal the recount."""
+reloaded from disk and recounted, and every claim in the summary must equal the recount; the
+physically shrunk model is exported, reloaded from its files and checked against the pruned one."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .results import SparsityMismatchError, count_sparsity
-from .stages import ARTIFACTS, StageResult, load_tensors, sha256
+from .shrink import ShrinkError, load_shrunk, shrink
+from .stages import ARTIFACTS, StageResult, load_tensors, save_tensors, sha256, write_json
 
 # summary key -> count_sparsity key, for every sparsity figure a summary claims.
 CLAIMS = {"compression": "compression", "conv_compression": "conv_compression", "total_weights": "total",
@@ -41,3 +44,29 @@ def verify_sparsity(summary: dict[str, Any], final: StageResult, prune_dir: Path
         if counted in recount and summary.get(key) != recount[counted]:
             raise SparsityMismatchError(f"summary {key}={summary.get(key)!r} but {final.dir / 'weights.pt'} "
                                         f"recounts to {recount[counted]!r}")
+
+
+def verify_export(model: nn.Module, inputs: torch.Tensor, folder: Path, tol: float = 1e-4) -> dict[str, Any]:
+    """Shrink the final ``model`` (zeros in its weights), export it to ``folder`` (model.json +
+    weights.pt, loadable with torch alone), reload the files and raise SparsityMismatchError unless
+    the reloaded model gives ``model``'s outputs on ``inputs`` (real test images).
+
+    A model that is not a chain of layers cannot be shrunk: that is reported, not an error.
+    """
+    model = model.eval()
+    try:
+        small = shrink(model, inputs[:1])
+    except ShrinkError as exc:
+        return {"exported": False, "reason": str(exc)}
+    write_json(folder / "model.json", small.config)
+    save_tensors(folder / "weights.pt", small.state)
+    reloaded = load_shrunk(folder)
+    with torch.no_grad():
+        ref, got = model(inputs), reloaded(inputs)
+    diff = (got - ref).abs().max().item() if got.shape == ref.shape else float("inf")
+    if not (got.shape == ref.shape and torch.allclose(got, ref, atol=tol, rtol=tol)):
+        raise SparsityMismatchError(f"{folder}: the exported shrunk model's outputs differ from the pruned "
+                                    f"model's by up to {diff:.3g} (tolerance {tol:g})")
+    return {"exported": True, "inputs_checked": len(inputs), "max_abs_diff": diff,
+            "parameters": sum(p.numel() for p in reloaded.parameters()),
+            "dense_parameters": sum(p.numel() for p in model.parameters())}

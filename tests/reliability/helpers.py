@@ -20,7 +20,7 @@ BASE = ["experiment=lenet300_admm_23x", "data=mnist", "data.val_size=200", "data
 ONESHOT = ["pruner=oneshot"]
 ADMM = ["pruner=admm", "pruner.iterations=2", "pruner.epochs_per_iteration=1"]
 # What a run's outcome is judged on (timings and paths differ between runs by design).
-VOLATILE = {"stage_seconds", "wall_seconds", "compute_seconds", "stage_dirs", "stage_cached", "config"}
+VOLATILE = {"stage_seconds", "wall_seconds", "compute_seconds", "stage_dirs", "stage_cached", "config", "export_dir"}
 RESULTS = Path("results") / "lenet300_admm_23x" / "mnist"
 
 

@@ -1,5 +1,6 @@
 """Promise 5: at the end of every run the final weights and masks are reloaded from disk and
-recounted; a summary they do not back is never written, the run fails loudly instead."""
+recounted, and the exported shrunk model is reloaded and checked against the pruned model; a
+summary they do not back is never written, the run fails loudly instead."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 import torch
 
-from admm_pruning import pipeline
+from admm_pruning import pipeline, verify
+from admm_pruning.models import LeNet300
 from admm_pruning.results import SparsityMismatchError, count_sparsity
+from admm_pruning.shrink import load_shrunk
 from admm_pruning.stages import load_tensors, sha256
 
 from .helpers import ONESHOT, RESULTS, copy_run, run, stage_dir
@@ -96,3 +99,29 @@ def test_an_honest_run_passes_and_its_summary_matches_the_files(baseline):
     recount = count_sparsity(load_tensors(d / "weights.pt"), list(s["per_layer"]), load_tensors(d / "masks.pt"))
     assert s["compression"] == recount["compression"] and s["per_layer"] == recount["per_layer"]
     assert json.loads((root / RESULTS / "summary.json").read_text())["compression"] == s["compression"]
+
+
+def test_an_export_that_does_not_reload_to_the_pruned_model_fails_the_run(baseline, data_dir, tmp_path, monkeypatch):
+    root = copy_run(baseline[0], tmp_path)
+
+    def corrupted(folder: Path) -> torch.nn.Module:
+        net = load_shrunk(folder)
+        with torch.no_grad():
+            next(m for m in net if isinstance(m, torch.nn.Linear)).weight[0, 0] += 1.0
+        return net
+
+    monkeypatch.setattr(verify, "load_shrunk", corrupted)
+    with pytest.raises(SparsityMismatchError, match="exports/retrain-.*: the exported shrunk model's outputs differ"):
+        run(data_dir, root, *ONESHOT)
+    assert not (root / RESULTS).exists()
+
+
+def test_the_export_is_a_smaller_model_that_reloads_to_the_final_outputs(baseline, data_dir):
+    _, s = baseline
+    e, folder = s["export"], Path(s["export_dir"])
+    assert e["exported"] and e["max_abs_diff"] <= 1e-4 and e["parameters"] < e["dense_parameters"]
+    final = LeNet300()
+    final.load_state_dict(load_tensors(Path(s["stage_dirs"]["retrain"]) / "weights.pt"))
+    x = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(load_shrunk(folder)(x), final.eval()(x), atol=1e-4)
