@@ -180,3 +180,12 @@ def test_report_sets_our_best_beside_the_papers_claim(tmp_path: Path) -> None:
     report = (tmp_path / "o" / "report.md").read_text()
     assert "- `admm`: ours 20.20x, below the paper's 40.0x (0.51 of it)." in report
     assert "- `han`: ours 10.00x, below the paper's 12.0x (0.83 of it)." in report
+
+
+def test_the_papers_one_decimal_figure_is_met_by_the_same_kept_count() -> None:
+    """71.157x is the paper's "71.2x" (430,500 / 6,050 weights): at the paper's precision it is reached."""
+    claim = [{"label": "ADMM 71.2x", "pruner": "admm", "compression": 71.2, "top1": 0.992, "no_loss": True}]
+    same = aggregate_mod.paper_section(claim, {"admm": {0.1: None, 0.5: 71.157, 1.0: 71.157}})
+    assert "- `admm`: ours 71.16x, at or above the paper's 71.2x (1.00 of it)." in same
+    short = aggregate_mod.paper_section(claim, {"admm": {0.1: None, 0.5: 71.1, 1.0: 71.1}})
+    assert "- `admm`: ours 71.10x, below the paper's 71.2x (1.00 of it)." in short
