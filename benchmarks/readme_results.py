@@ -23,6 +23,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
+def _times(x: float | None) -> str:
+    return "-" if x is None else f"{x}x"
+
+
 def _link(path: Path, base: Path) -> str:
     """A link target relative to the README's folder."""
     return path.relative_to(base).as_posix()
@@ -42,7 +46,7 @@ def results_section(results: Path, base: Path = ROOT) -> str:
         lines.append(
             f"| [{s['experiment']}]({_link(path.parent, base)}/table.md) | {s['data']} | "
             f"{s['seed']} | {_pct(s['dense_acc'])} | {_pct(s['final_acc'])} | {delta:+.2f} pts | "
-            f"{s['compression']:.2f}x | {paper.get('compression', '-')}x | {_pct(paper.get('top1'))} | "
+            f"{s['compression']:.2f}x | {_times(paper.get('compression'))} | {_pct(paper.get('top1'))} | "
             f"{secs} | {wall} |")
     sweeps = sorted(results.glob("*_sweep/report.md"))
     if sweeps:

@@ -31,7 +31,8 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
     results = tmp_path / "results"
     _summary(results / "lenet5_admm_71x" / "mnist10k" / "summary.json")
     _summary(results / "lenet5_admm_structured" / "mnist10k" / "summary.json", experiment="lenet5_admm_structured",
-             compression=36.8, wall_seconds=1.2, stage_cached={"pretrain": True, "admm": True, "retrain": True})
+             compression=36.8, wall_seconds=1.2, stage_cached={"pretrain": True, "admm": True, "retrain": True},
+             paper={"source": "no LeNet-5 figure"})
     # a progressive folder: progressive 60x within 0.5 pts of the 95.70% dense mean, one-shot 60x not
     for seed, (prog, one) in enumerate([(0.9563, 0.9500), (0.9580, 0.9510)]):
         for pruner, acc in (("admm_progressive", prog), ("admm", one)):
@@ -53,7 +54,7 @@ def test_block_is_rebuilt_from_the_summaries_and_the_rest_is_untouched(tree):
     assert "(results/lenet5_admm_71x/mnist10k/table.md)" in row
     assert "| 97.90% | 98.17% | +0.27 pts | 71.16x | 71.2x | 99.20% | 46 / 329 / 46 | 421 |" in row
     reused = next(line for line in text.splitlines() if line.startswith("| [lenet5_admm_structured]"))
-    assert reused.endswith("| 1 (stages reused) |")
+    assert reused.endswith("| 36.80x | - | - | 46 / 329 / 46 | 1 (stages reused) |")
     ops = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| lenet300 | mnist10k |")}
     assert "| 60.0x | 60.0x |" in ops["admm_progressive"]
     assert "| none | 60.0x |" in ops["admm"]  # 95.05% mean: 0.65 pts below dense
