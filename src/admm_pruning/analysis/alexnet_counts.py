@@ -14,8 +14,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from admm_pruning.models import prunable_layers
-from admm_pruning.projections import keep_count
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.sparsity.projections import keep_count
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"total": 60.9e6, "kept": 2.9e6, "compression": 21}  # Zhang et al. 2018 (ECCV), AlexNet

@@ -1,0 +1,85 @@
+"""Aggregate run summaries into an accuracy-vs-compression curve, a plot and a report.
+
+Usage: python -m admm_pruning.analysis.aggregate RESULTS_DIR [--out OUT_DIR] [--paper-json FILE] [--focus PRUNER]
+[--wandb]
+
+Every number written comes from the summary.json files under RESULTS_DIR; paper points are only
+drawn and listed as labelled references, never mixed into our figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from admm_pruning.analysis.curve import plot_curve, write_curve
+from admm_pruning.analysis.report import render, title_of
+from admm_pruning.analysis.runs import NoSummariesError, load_study
+
+
+def log_to_wandb(runs: list[dict], group: str, title: str, project: str = "admm-pruning") -> None:
+    """The curve as a wandb.Table with a line plot (one line per pruner), in a `report` run."""
+    import wandb
+
+    from admm_pruning.training.loggers import wandb_mode
+
+    mode = wandb_mode("auto")
+    if mode == "disabled":
+        return
+    cols = ["pruner", "seed", "target_compression", "compression", "final_acc", "dense_acc", "pruned_acc",
+            "final_val_acc", "dense_val_acc"]
+    table = wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in runs])
+    root = Path("artifacts/wandb")
+    root.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project=project, group=group, job_type="report", name=f"{group}-report", mode=mode,
+                     dir=str(root), settings=wandb.Settings(init_timeout=30, silent=True))
+    try:
+        run.log({"curve": table, "accuracy_vs_compression": wandb.plot.line(
+            table, "compression", "final_acc", stroke="pruner", title=title)})
+    finally:
+        run.finish()
+
+
+def aggregate(results_dir: Path, out_dir: Path, paper_points: list[dict] | None = None,
+              focus: str = "admm") -> dict:
+    """Write curve.csv, accuracy_vs_compression.png and report.md for the runs under results_dir."""
+    s = load_study(results_dir)
+    paper_points = paper_points or []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = title_of(s)
+    paths = {"curve": out_dir / "curve.csv", "plot": out_dir / "accuracy_vs_compression.png",
+             "report": out_dir / "report.md"}
+    write_curve(s, paths["curve"])
+    plot_curve(s, paper_points, title, paths["plot"])
+    text, dominates = render(s, results_dir, paper_points, focus)
+    paths["report"].write_text(text)
+    return {"runs": len(s.runs), "pruners": s.pruners, "seeds": sorted({r["seed"] for r in s.runs}),
+            "dense_mean": s.dense_test, "basis": s.basis, "best": s.best, "dominates_at_0_5": dominates,
+            "paths": paths, "title": title, "table_runs": s.runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RESULTS_DIR)")
+    parser.add_argument("--paper-json", type=Path, default=None, help="JSON list of paper points")
+    parser.add_argument("--focus", default="admm", help="the pruner whose dominance the report assesses")
+    parser.add_argument("--wandb", action="store_true", help="also log the curve to W&B (offline unless set up)")
+    args = parser.parse_args(argv)
+    paper = json.loads(args.paper_json.read_text()) if args.paper_json else None
+    try:
+        result = aggregate(args.results_dir, args.out or args.results_dir, paper, args.focus)
+    except NoSummariesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in result["paths"].values():
+        print(path)
+    if args.wandb:
+        log_to_wandb(result["table_runs"], args.results_dir.name, result["title"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Verdicts between pruners: a win only where the 95% intervals of test accuracy do not overlap.
+
+Two seeds that differ by a tenth of a point do not show that one method is better; every
+"beats"/"dominates" the reports print goes through `versus` or `target_verdict` so it is backed by
+separated intervals, and everything else is called a tie within noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from admm_pruning.analysis.runs import Point, Study
+from admm_pruning.analysis.stats import separated
+
+TIE = "tie within noise"
+
+
+@dataclass(frozen=True)
+class Versus:
+    """Outcome of one pruner against another at a tolerance: the winner (None for a tie) and why."""
+
+    winner: str | None
+    why: str
+
+
+def comp(point: Point | None) -> str:
+    return "none" if point is None else f"{point.compression:.2f}x"
+
+
+def point_at(points: list[Point], key: float) -> Point | None:
+    return next((p for p in points if p.key == key), None)
+
+
+def versus(s: Study, a: str, b: str, tol: float = 0.5) -> Versus:
+    """Does a or b reach a higher compression within tol, backed at that target by separated intervals?
+
+    The pruner with the higher selected target leads; it wins only if, at that target, its test
+    accuracy's 95% interval lies above the other's. Same target, no runs to compare, or overlap: tie.
+    """
+    pa, pb = s.best[a][tol], s.best[b][tol]
+    if pa is None and pb is None:
+        return Versus(None, f"neither has a point within {tol} pts: {TIE}")
+    if pa is not None and pb is not None and pa.key == pb.key:
+        return Versus(None, f"both reach {pa.key:g}x, a tie in compression; their accuracies there are compared "
+                            "per target below")
+    lead, other = (a, b) if pb is None or (pa is not None and pa.key > pb.key) else (b, a)
+    top = s.best[lead][tol]
+    theirs = point_at(s.points[other], top.key)
+    if theirs is None:
+        return Versus(None, f"`{other}` has no runs at {top.key:g}x, so no interval backs `{lead}`'s "
+                            f"higher compression: {TIE}")
+    said = f"at {top.key:g}x `{lead}` {top.test.cell()} vs `{other}` {theirs.test.cell()}"
+    if separated(top.test, theirs.test) > 0:
+        return Versus(lead, f"{said}: the 95% intervals do not overlap, `{lead}` wins")
+    return Versus(None, f"{said}: the 95% intervals overlap (or n < 2), {TIE}")
+
+
+def dominance(s: Study, focus: str = "admm", tol: float = 0.5) -> tuple[bool | None, list[str]]:
+    """Whether ``focus`` beats every other pruner at tol by `versus`, with one backed line per rival."""
+    if focus not in s.best:
+        return None, [f"The `{focus}` pruner is absent from these results, so dominance cannot be assessed."]
+    others = [p for p in s.pruners if p != focus]
+    if not others:
+        return None, [f"Only the `{focus}` pruner is present; there is no other pruner to compare against."]
+    ours = s.best[focus][tol]
+    outcomes = {o: versus(s, focus, o, tol) for o in others}
+    lines = []
+    for o in others:
+        theirs = s.best[o][tol]
+        ratio = (f"{comp(ours)} / {comp(theirs)} = {ours.compression / theirs.compression:.2f}x" if ours and theirs
+                 else f"{focus} {comp(ours)}, {o} {comp(theirs)} (no ratio)")
+        lines.append(f"- vs `{o}`: {ratio}; {outcomes[o].why}.")
+    wins = [o for o in others if outcomes[o].winner == focus]
+    losses = [o for o in others if outcomes[o].winner == o]
+    ties = [o for o in others if outcomes[o].winner is None]
+    dominates = len(wins) == len(others)
+    if dominates:
+        head = (f"At {tol} points tolerance `{focus}` dominates: against every other pruner it reaches a higher "
+                "compression, and at that target its 95% interval of test accuracy lies above theirs.")
+    else:
+        parts = [f"beats {_names(wins)}" if wins else "", f"ties with {_names(ties)}" if ties else "",
+                 f"is beaten by {_names(losses)}" if losses else ""]
+        head = f"At {tol} points tolerance `{focus}` does not dominate: it " + "; it ".join(p for p in parts if p) + "."
+    return dominates, [head, "", *lines]
+
+
+def _names(pruners: list[str]) -> str:
+    return ", ".join(f"`{p}`" for p in pruners)
+
+
+def target_verdict(at: dict[str, Point]) -> str:
+    """At one target: the most accurate pruner wins only if its interval lies above every other's."""
+    if len(at) == 1:
+        return f"only {next(iter(at))}"
+    leader = max(at, key=lambda p: at[p].test.mean)
+    tied = [p for p in sorted(at) if p != leader and separated(at[leader].test, at[p].test) <= 0]
+    if not tied:
+        return f"{leader} wins"
+    below = [p for p in sorted(at) if p != leader and p not in tied]
+    return f"{TIE}: {', '.join([leader, *tied])}" + (f"; {leader} above {', '.join(below)}" if below else "")
+
+
+def per_target_table(s: Study) -> list[str]:
+    """Mean ± sd, n and 95% interval of final test top-1 per pruner and target, with the verdict."""
+    keys = sorted({pt.key for pts in s.points.values() for pt in pts})
+    lines = ["Final test top-1 per pruner: mean ± sd over seeds (n, 95% interval of the mean, Student t). "
+             f"A pruner wins a target only if its interval lies above every other's; otherwise it is a {TIE}.", "",
+             "| target | verdict | " + " | ".join(s.pruners) + " |", "|---:|---|" + "---:|" * len(s.pruners)]
+    for k in keys:
+        at = {p: pt for p in s.pruners if (pt := point_at(s.points[p], k)) is not None}
+        cells = " | ".join(at[p].test.cell() if p in at else "-" for p in s.pruners)
+        lines.append(f"| {k:g}x | {target_verdict(at)} | {cells} |")
+    return lines
