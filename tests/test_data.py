@@ -3,7 +3,7 @@ import gzip
 import pytest
 import torch
 
-from admm_pruning.data import DataError, MNISTData
+from admm_pruning.data.mnist import DataError, MNISTData
 
 
 def test_mnist10k_protocol_split(shared_data_dir):
@@ -12,7 +12,7 @@ def test_mnist10k_protocol_split(shared_data_dir):
     assert d.train.x.dtype == torch.float32 and d.train.x.shape[1:] == (1, 28, 28)
     # the README's recipe, reproduced independently
     perm = torch.randperm(10000, generator=torch.Generator().manual_seed(0))
-    from admm_pruning.data import TEST_FILES, load_idx_pair
+    from admm_pruning.data.mnist import TEST_FILES, load_idx_pair
     _, labels = load_idx_pair(shared_data_dir, TEST_FILES)
     assert torch.equal(d.test.y, labels[perm[7000:]].long())
     assert torch.equal(d.val.y, labels[perm[6000:7000]].long())
@@ -49,3 +49,43 @@ def test_corrupt_gz_is_refused_by_checksum(tmp_path):
         (d / f"{stem}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 8))
     with pytest.raises(DataError, match="md5"):
         MNISTData("mnist10k", str(tmp_path)).setup()
+
+
+def _raw_test_images(root) -> torch.Tensor:
+    from admm_pruning.data.mnist import TEST_FILES, load_idx_pair
+    return load_idx_pair(root, TEST_FILES)[0].float().unsqueeze(1)
+
+
+@pytest.mark.parametrize("pixel_scale, expected", [
+    ("standardize", lambda raw: (raw / 255 - 0.1307) / 0.3081),
+    ("unit", lambda raw: raw / 255),
+    ("caffe", lambda raw: raw * 0.00390625),
+])
+def test_pixel_scale_follows_the_original(fake_data_dir, pixel_scale, expected):
+    d = MNISTData("mnist", str(fake_data_dir), val_size=200, pixel_scale=pixel_scale).setup()
+    raw = _raw_test_images(fake_data_dir)
+    assert raw.min() == 0 and raw.max() == 255  # the generated images span the byte range
+    assert torch.allclose(d.test.x, expected(raw))
+    lo, hi = float(d.train.x.min()), float(d.train.x.max())
+    if pixel_scale == "unit":  # the TF code's [0, 1]
+        assert (lo, hi) == (0.0, 1.0)
+    elif pixel_scale == "caffe":  # Caffe's scale: 0.00390625 = 1/256, so [0, 255/256]
+        assert (lo, hi) == (0.0, 255 / 256)
+    else:
+        assert (lo, hi) == pytest.approx((-0.1307 / 0.3081, (1 - 0.1307) / 0.3081))
+
+
+def test_standardize_is_the_default(fake_data_dir):
+    default = MNISTData("mnist", str(fake_data_dir), val_size=200).setup()
+    explicit = MNISTData("mnist", str(fake_data_dir), val_size=200, pixel_scale="standardize").setup()
+    assert default.pixel_scale == "standardize" and torch.equal(default.train.x, explicit.train.x)
+
+
+def test_unknown_pixel_scale_is_refused_before_any_file_is_read(tmp_path):
+    with pytest.raises(DataError, match=r"data\.pixel_scale='255'.*standardize, unit, caffe"):
+        MNISTData("mnist10k", str(tmp_path / "nowhere"), pixel_scale="255")
+
+
+def test_unit_scale_on_real_mnist_spans_zero_to_one(shared_data_dir):
+    d = MNISTData("mnist10k", str(shared_data_dir), val_size=1000, pixel_scale="unit").setup()
+    assert (float(d.test.x.min()), float(d.test.x.max())) == (0.0, 1.0)
