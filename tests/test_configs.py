@@ -4,8 +4,9 @@ import pytest
 from hydra.utils import instantiate
 
 from admm_pruning.config import ConfigError, validate
-from admm_pruning.models import prunable_layers
-from admm_pruning.projections import keep_count
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.pruners.base import build_pruner
+from admm_pruning.sparsity.projections import keep_count
 from conftest import CONF, compose_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
@@ -19,10 +20,9 @@ def test_the_paper_experiments_exist():
 @pytest.mark.parametrize("data", ["mnist", "mnist10k"])
 def test_every_experiment_composes_and_instantiates(experiment, data):
     cfg = compose_cfg([f"experiment={experiment}", f"data={data}"])
-    model = instantiate(cfg.model.net)
-    validate(cfg, model)
+    validate(cfg, lambda: instantiate(cfg.model.net))
     assert instantiate(cfg.data).protocol == data
-    pruner = instantiate(cfg.pruner)
+    pruner = build_pruner(cfg.pruner)
     assert pruner.name == cfg.pruner.name
     assert callable(instantiate(cfg.logger))
     if experiment.endswith("_sweep"):
@@ -70,10 +70,65 @@ def test_recipe_defaults_follow_the_tf_code():
 def test_validation_names_the_offending_key(override, match):
     cfg = compose_cfg(["experiment=lenet5_admm_71x", override])
     with pytest.raises(ConfigError, match=match):
-        validate(cfg, instantiate(cfg.model.net))
+        validate(cfg, lambda: instantiate(cfg.model.net))
 
 
 def test_empty_targets_are_refused():
     cfg = compose_cfg([])
     with pytest.raises(ConfigError, match="prune.keep is empty"):
-        validate(cfg, instantiate(cfg.model.net))
+        validate(cfg, lambda: instantiate(cfg.model.net))
+
+
+def _no_build():
+    raise AssertionError("build() was called although a plain value was already wrong")
+
+
+LENET5 = ["experiment=lenet5_admm_71x"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["pruner.rho=nan"], "pruner.rho=nan: not a finite number"),
+    (["pruner.rho=inf"], "pruner.rho=inf: not a finite number"),
+    (["prune.keep.fc1=nan"], "prune.keep.fc1=nan: not a finite number"),
+    (["prune.sensitivity_levels=[0.5,-inf]"], "prune.sensitivity_levels.1=-inf: not a finite number"),
+    (["prune.compression=inf"], "prune.compression=inf: not a finite number"),
+    (["+pretrain.optimizer.weight_decay=nan"], "pretrain.optimizer.weight_decay=nan: not a finite number"),
+    (["pretrain.optimizer.lr=-0.1"], "pretrain.optimizer.lr=-0.1: learning rates must be > 0"),
+    (["retrain.optimizer.lr=0"], "retrain.optimizer.lr=0: learning rates must be > 0"),
+    (["pruner.optimizer.lr=-0.1"], "pruner.optimizer.lr=-0.1: learning rates must be > 0"),
+    # Han retrains with pretraining's optimizer (an interpolated copy): reported where it was written
+    (["pruner=han", "pretrain.optimizer.lr=0.0"], "pretrain.optimizer.lr=0.0: learning rates must be > 0"),
+    (["pruner=han", "pruner.lr_scale=-1"], "pruner.lr_scale=-1: must be > 0"),
+    (["pretrain.optimizer.lr=abc"], "pretrain.optimizer.lr='abc': expected a number"),
+    (["+retrain.optimizer.weight_decay=-1"], "retrain.optimizer.weight_decay=-1: must be >= 0"),
+    (["experiment=alexnet_admm_21x", "pruner.optimizer.momentum=-0.9"],
+     "pruner.optimizer.momentum=-0.9: must be >= 0"),
+    # an optimizer recognised by its _target_ alone, wherever it sits
+    (["+pruner.extra={_target_:torch.optim.SGD,lr:-1}"], "pruner.extra.lr=-1: learning rates must be > 0"),
+    # progressive ADMM copies retrain.optimizer by interpolation: reported where it was written
+    (["pruner=admm_progressive", "retrain.optimizer.lr=-1"], "retrain.optimizer.lr=-1: learning rates must be > 0"),
+    (["seed=abc"], "seed='abc': expected an integer"),
+    (["seed=1.5"], "seed=1.5: expected an integer"),
+    (["seed=true"], "seed=True: expected an integer"),
+    (["data.split_seed=abc"], "data.split_seed='abc': expected an integer"),
+    (["data=mnist10k", "data.split_seed=null"], "data.split_seed=None: expected an integer"),
+])
+def test_bad_values_are_refused_by_key_and_value_before_any_model_is_built(overrides, message):
+    cfg = compose_cfg([*LENET5, *overrides])
+    with pytest.raises(ConfigError) as exc:
+        validate(cfg, _no_build)
+    assert str(exc.value) == message
+
+
+def test_layer_names_are_checked_on_a_model_built_once_after_the_values():
+    calls = []
+    cfg = compose_cfg(["experiment=lenet5_admm_71x"])
+
+    def build():
+        calls.append(1)
+        return instantiate(cfg.model.net)
+
+    validate(cfg, build)
+    assert calls == [1]
+    with pytest.raises(ConfigError, match="prune.keep.conv3: unknown layer"):
+        validate(compose_cfg([*LENET5, "+prune.keep.conv3=0.1"]), build)

@@ -3,111 +3,134 @@ with the offending key and value."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from .models import prunable_layers
-from .targets import TargetError, scale_profile
+from admm_pruning.models.layers import prunable_layers
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work, named by its key."""
 
 
-def _number(key: str, value: object) -> float:
+def as_number(key: str, value: object) -> float:
+    """``value`` as a float; a bool, a string or a non-finite number is a mistake, not a number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key}={value!r}: expected a number")
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: not a finite number")
     return float(value)
 
 
-def validate(cfg: DictConfig, model: nn.Module) -> None:
-    layers = prunable_layers(model)
+def validate(cfg: DictConfig, build: Callable[[], nn.Module]) -> None:
+    """Refuse a config that cannot work, naming the key and value. The plain values are checked
+    first, so that a typo costs no model construction; ``build`` (a fresh model) is called only
+    for the checks that need the model's layer names."""
+    for path, value in _nodes(cfg):
+        _check_finite(path, value)
+        _check_optimizer(path, value)
+    for key in ("seed", "data.split_seed"):
+        value = get_key(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}={value!r}: expected an integer")
+    _check_targets(cfg)
+    _check_schedule(cfg)
+    layers = prunable_layers(build())
+    for name in cfg.prune.keep:
+        if name not in layers:
+            raise ConfigError(f"prune.keep.{name}: unknown layer {name!r} for model "
+                              f"{cfg.model.name}; prunable layers are {', '.join(layers)}")
+
+
+def _nodes(cfg: DictConfig) -> list[tuple[str, Any]]:
+    """Every node of the resolved config (mappings and lists too) with its dotted key, ``hydra``
+    left out. Copies made by interpolation (``${retrain.optimizer}``) come last, so that a bad
+    value is reported at the key where it was written rather than at a copy of it."""
+    nodes = [(path, value, derived) for key in cfg if key != "hydra"
+             for path, value, derived in _walk(cfg, key, str(key), False)]
+    return [(path, value) for path, value, _ in sorted(nodes, key=lambda n: n[2])]
+
+
+def _walk(parent: DictConfig | ListConfig, key: Any, path: str,
+          derived: bool) -> Iterator[tuple[str, Any, bool]]:
+    """``parent[key]`` and everything under it, depth first; ``derived`` marks interpolated copies."""
+    if OmegaConf.is_missing(parent, key):
+        return
+    try:
+        node = parent[key]
+    except OmegaConfBaseException as exc:  # an interpolation that does not resolve
+        raise ConfigError(f"{path}: {exc}".splitlines()[0]) from exc
+    derived = derived or OmegaConf.is_interpolation(parent, key)
+    yield path, node, derived
+    if isinstance(node, (DictConfig, ListConfig)):
+        for child in node.keys() if isinstance(node, DictConfig) else range(len(node)):
+            yield from _walk(node, child, f"{path}.{child}", derived)
+
+
+def _check_finite(path: str, value: Any) -> None:
+    """NaN and inf pass every comparison-based check (nan > 0 is False, so is nan <= 0) and only
+    show up as a non-finite loss steps later: refuse them wherever they appear."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}={value!r}: not a finite number")
+
+
+def _check_optimizer(path: str, value: Any) -> None:
+    """torch.optim accepts lr <= 0 (an lr of 0 trains nothing, a negative one climbs the loss)
+    and negative momentum or decay without complaint: refuse them here, for every stage."""
+    if not isinstance(value, DictConfig) or "lr" not in value:
+        return
+    target = value.get("_target_")
+    if not (path.endswith("optimizer") or (isinstance(target, str) and target.startswith("torch.optim."))):
+        return
+    if as_number(f"{path}.lr", value.lr) <= 0:
+        raise ConfigError(f"{path}.lr={value.lr!r}: learning rates must be > 0")
+    for key in ("momentum", "weight_decay"):
+        if value.get(key) is not None and as_number(f"{path}.{key}", value[key]) < 0:
+            raise ConfigError(f"{path}.{key}={value[key]!r}: must be >= 0")
+
+
+def _check_targets(cfg: DictConfig) -> None:
+    """The pruning targets: per-layer keep fractions, the profile and the sensitivity levels."""
     keep = cfg.prune.keep
     if not keep:
         raise ConfigError("prune.keep is empty: give per-layer keep fractions, "
                           "e.g. experiment=lenet5_admm_71x or +prune.keep.fc1=0.1")
     for name, frac in keep.items():
-        if name not in layers:
-            raise ConfigError(f"prune.keep.{name}: unknown layer {name!r} for model "
-                              f"{cfg.model.name}; prunable layers are {', '.join(layers)}")
-        if not 0.0 < _number(f"prune.keep.{name}", frac) <= 1.0:
+        if not 0.0 < as_number(f"prune.keep.{name}", frac) <= 1.0:
             raise ConfigError(f"prune.keep.{name}={frac}: keep fractions must lie in (0, 1]")
-    profile = _get(cfg, "prune.profile") or "preset"
+    profile = get_key(cfg, "prune.profile") or "preset"
     if profile not in ("preset", "sensitivity", "global_magnitude"):
         raise ConfigError(f"prune.profile={profile!r}: expected preset, sensitivity or global_magnitude")
-    if profile != "preset" and _get(cfg, "prune.compression") is None:
+    if profile != "preset" and get_key(cfg, "prune.compression") is None:
         raise ConfigError(f"prune.profile={profile}: set prune.compression, the overall factor to split")
-    for level in _get(cfg, "prune.sensitivity_levels") or []:
-        if not 0.0 < _number("prune.sensitivity_levels", level) <= 1.0:
+    for level in get_key(cfg, "prune.sensitivity_levels") or []:
+        if not 0.0 < as_number("prune.sensitivity_levels", level) <= 1.0:
             raise ConfigError(f"prune.sensitivity_levels: {level} is not a keep fraction in (0, 1]")
+
+
+def _check_schedule(cfg: DictConfig) -> None:
+    """Epoch counts, batch sizes and the ADMM schedule: sizes that must be >= 0 or > 0."""
     for key in ("pretrain.epochs", "retrain.epochs", "budget.epochs"):
-        value = _get(cfg, key)
-        if value is not None and _number(key, value) < 0:
+        value = get_key(cfg, key)
+        if value is not None and as_number(key, value) < 0:
             raise ConfigError(f"{key}={value}: epoch counts must be >= 0")
-    if _get(cfg, "retrain.epochs") is None and _get(cfg, "budget.epochs") is None:
+    if get_key(cfg, "retrain.epochs") is None and get_key(cfg, "budget.epochs") is None:
         raise ConfigError("retrain.epochs=null: set it, or set budget.epochs to derive it")
     for key in ("pretrain.batch_size", "retrain.batch_size", "pruner.batch_size",
-                "pruner.iterations", "pruner.epochs_per_iteration", "pruner.rho"):
-        value = _get(cfg, key)
-        if value is not None and _number(key, value) <= 0:
+                "pruner.iterations", "pruner.epochs_per_iteration", "pruner.rho", "pruner.lr_scale"):
+        value = get_key(cfg, key)
+        if value is not None and as_number(key, value) <= 0:
             raise ConfigError(f"{key}={value}: must be > 0")
 
 
-def _get(cfg: DictConfig, key: str) -> object:
+def get_key(cfg: DictConfig, key: str) -> object:
+    """``cfg``'s value at a dotted key, or None where any part of the path is absent."""
     node: object = cfg
     for part in key.split("."):
         node = node.get(part) if isinstance(node, DictConfig) else None
     return node
-
-
-@dataclass
-class Plan:
-    """The resolved targets and epoch split of one run."""
-
-    keep: dict[str, float]
-    target_compression: float | None
-    pruning_epochs: float
-    retrain_epochs: int
-
-    @property
-    def budget_epochs(self) -> float:
-        return self.pruning_epochs + self.retrain_epochs
-
-
-def resolve(cfg: DictConfig, model: nn.Module,
-            pruning_epochs: float | Callable[[dict[str, float]], float]) -> Plan:
-    """Per-layer targets (scaled to ``prune.compression`` if given) and the epoch budget.
-
-    ``pruning_epochs`` may depend on the resolved targets (progressive ADMM's round count does),
-    so it can be a function of them.
-
-    Budget rule: with ``budget.epochs`` = B, every pruner trains B epochs after the shared dense
-    checkpoint: its own pruning epochs P, then retrain.epochs = B - P of the shared retraining
-    recipe. An explicit retrain.epochs that breaks the rule is refused.
-    """
-    keep = dict(cfg.prune.keep)
-    compression = _get(cfg, "prune.compression")
-    if compression is not None:
-        sizes = {n: m.weight.numel() for n, m in prunable_layers(model).items()}
-        try:
-            keep = scale_profile(sizes, keep, _number("prune.compression", compression))
-        except TargetError as exc:
-            raise ConfigError(str(exc)) from exc
-    if callable(pruning_epochs):
-        pruning_epochs = pruning_epochs(keep)
-    retrain = _get(cfg, "retrain.epochs")
-    budget = _get(cfg, "budget.epochs")
-    if budget is not None:
-        left = float(budget) - pruning_epochs
-        if left < 0 or abs(left - round(left)) > 1e-9:
-            raise ConfigError(f"budget.epochs={budget}: pruner {cfg.pruner.name} trains {pruning_epochs:g} "
-                              f"epochs, leaving {left:g} for retraining (must be a whole number >= 0)")
-        if retrain is not None and int(retrain) != round(left):
-            raise ConfigError(f"retrain.epochs={retrain} breaks budget.epochs={budget}: pruner "
-                              f"{cfg.pruner.name} trains {pruning_epochs:g} epochs, so retraining gets "
-                              f"{round(left)}; leave retrain.epochs=null to derive it")
-        retrain = round(left)
-    return Plan(keep, None if compression is None else float(compression), pruning_epochs, int(retrain))

@@ -31,6 +31,9 @@ CASES = [
     ("compression-unreachable", ["prune.compression=1e9"], OURS, "prune.compression=1e+09: this model reaches only"),
     ("compression-below-one", ["prune.compression=0.5"], OURS, "prune.compression=0.5: this model reaches only"),
     ("negative-epochs", ["pretrain.epochs=-3"], OURS, "pretrain.epochs=-3: epoch counts must be >= 0"),
+    ("negative-lr", ["pruner.optimizer.lr=-0.1"], OURS, "pruner.optimizer.lr=-0.1: learning rates must be > 0"),
+    ("nan-rho", ["pruner.rho=nan"], OURS, "pruner.rho=nan: not a finite number"),
+    ("seed-not-an-integer", ["seed=abc"], OURS, "seed='abc': expected an integer"),
     ("bad-checksum", ["data=mnist10k", "data.data_dir=BAD"], OURS, "BAD/mnist/t10k-images-idx3-ubyte.gz: md5"),
 ]
 
