@@ -71,7 +71,7 @@ define sweep
 		$(SWEEP_HAN) $(ARGS)
 	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
 		$(SWEEP_ADMM) $(ARGS)
-	$(PY) benchmarks/aggregate.py results/$(1)_$(DATA)_sweep --paper-json conf/paper/$(1).json --wandb
+	$(PY) -m admm_pruning.analysis.aggregate results/$(1)_$(DATA)_sweep --paper-json conf/paper/$(1).json --wandb
 endef
 
 sweep-lenet5: $(STAMP) ## Accuracy-vs-compression sweep, LeNet-5, 4 pruners x 4..128x x SWEEP_SEEDS (use DATA=mnist10k here)
@@ -82,7 +82,7 @@ sweep-lenet300: $(STAMP) ## Same sweep for LeNet-300-100, 4..64x
 
 report: $(STAMP) ## Re-aggregate every sweep folder in results/ (curve.csv, plot, report.md)
 	for d in results/*_sweep; do m=$$(basename $$d | cut -d_ -f1); \
-		$(PY) benchmarks/aggregate.py $$d --paper-json conf/paper/$$m.json --wandb || exit 1; done
+		$(PY) -m admm_pruning.analysis.aggregate $$d --paper-json conf/paper/$$m.json --wandb || exit 1; done
 
 # Progressive ADMM (conf/experiment/<model>_progressive.yaml) against one-shot ADMM at the same
 # targets from the same dense model. Both get the same ADMM epochs and the same 12 final
@@ -101,7 +101,7 @@ define progressive
 	for ti in $(3); do OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_progressive \
 		data=$(DATA) seed=$(SWEEP_SEEDS) $(PROG_ONESHOT) prune.compression=$${ti%%:*} pruner.iterations=$${ti##*:} \
 		$(ARGS) || exit 1; done
-	$(PY) benchmarks/aggregate.py results/$(1)_$(DATA)_progressive --paper-json conf/paper/$(1)_progressive.json \
+	$(PY) -m admm_pruning.analysis.aggregate results/$(1)_$(DATA)_progressive --paper-json conf/paper/$(1)_progressive.json \
 		--focus admm_progressive --wandb
 endef
 
@@ -114,7 +114,7 @@ progressive-lenet300: $(STAMP) ## Same for LeNet-300-100 at 27/60/100/150x
 profile-lenet5: $(STAMP) ## LeNet-5 at 71x: the paper's per-layer profile vs sensitivity / global-magnitude splits, equal budgets
 	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=lenet5_profile data=$(DATA) \
 		prune.profile=preset,sensitivity,global_magnitude seed=$(SWEEP_SEEDS) $(ARGS)
-	$(PY) benchmarks/aggregate.py results/lenet5_$(DATA)_profile --paper-json conf/paper/lenet5_profile.json \
+	$(PY) -m admm_pruning.analysis.aggregate results/lenet5_$(DATA)_profile --paper-json conf/paper/lenet5_profile.json \
 		--focus admm+sensitivity --wandb
 
 speedup: $(STAMP) ## Measured inference speedup (dense / masked / shrunk) of the structured runs vs the 71x preset -> results/speedup.md
@@ -125,7 +125,7 @@ bench: $(STAMP) ## Training throughput vs a plain PyTorch loop; ADMM vs dense ep
 	$(PY) benchmarks/throughput.py --data $(DATA) $(ARGS)
 
 readme: $(STAMP) ## Regenerate README's results section from results/
-	$(PY) benchmarks/readme_results.py
+	$(PY) -m admm_pruning.analysis.readme
 
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts

@@ -28,10 +28,11 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from admm_pruning.flops import FLOPS_DEFINITION, flop_report
-from admm_pruning.masks import apply_masks
-from admm_pruning.shrink import ColumnConv2d, shrink
-from admm_pruning.stages import load_tensors
+from admm_pruning.export.layers import ColumnConv2d
+from admm_pruning.export.shrink import shrink
+from admm_pruning.report.flops import FLOPS_DEFINITION, flop_report
+from admm_pruning.sparsity.masks import apply_masks
+from admm_pruning.store.stages import load_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from admm_pruning.data import MNISTData
-from admm_pruning.models import LeNet5, LeNet300
-from admm_pruning.modules import ADMMModule, ClassifierModule
-from admm_pruning.training import EVAL_BATCH, StageContext
+from admm_pruning.data.mnist import MNISTData
+from admm_pruning.models.lenet import LeNet5, LeNet300
+from admm_pruning.sparsity.admm import ADMMSchedule
+from admm_pruning.training.context import EVAL_BATCH, StageContext
+from admm_pruning.training.modules import ADMMModule, ClassifierModule
 
 MODELS = {"lenet5": (LeNet5, {"conv1": 0.2, "conv2": 0.08, "fc1": 0.009, "fc2": 0.07}),
           "lenet300": (LeNet300, {"fc1": 0.04, "fc2": 0.07, "fc3": 0.12})}
@@ -62,8 +63,8 @@ def suite_loop(net, data: MNISTData, epochs: int, batch: int, seed: int, l2: flo
     if admm_keep is None:
         module = ClassifierModule(model, opt, l2=l2)
     else:  # one ADMM iteration per epoch, so the Z/U updates are inside the timing
-        steps = data.steps_per_epoch(batch)
-        module = ADMMModule(model, opt, admm_keep, steps, epochs, rho=1e-4, l2=l2)
+        schedule = ADMMSchedule(optimizer=opt, iterations=epochs, epochs_per_iteration=1.0, rho=1e-4, l2=l2)
+        module = ADMMModule(model, schedule, admm_keep, data.steps_per_epoch(batch))
     trainer_kwargs = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
                       "enable_model_summary": False, "num_sanity_val_steps": 0}
     ctx = StageContext(data=data, trainer_kwargs=trainer_kwargs, seed=seed, experiment="bench")

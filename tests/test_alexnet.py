@@ -14,15 +14,18 @@ from torch import nn
 from torchvision.models import alexnet as torchvision_alexnet
 
 from admm_pruning.config import ConfigError
-from admm_pruning.data import Split
-from admm_pruning.imagenet import FakeImageData
-from admm_pruning.models import AlexNet, CaffeNet, LeNet5, prunable_layers
-from admm_pruning.modules import ClassifierModule
+from admm_pruning.data.imagenet import FakeImageData
+from admm_pruning.data.mnist import Split
+from admm_pruning.models.alexnet import AlexNet, CaffeNet
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.models.lenet import LeNet5
+from admm_pruning.models.pretrained import file_sha256, from_torchvision_alexnet, load_dense_checkpoint
 from admm_pruning.pipeline import run_experiment
-from admm_pruning.pretrained import file_sha256, from_torchvision_alexnet, load_dense_checkpoint
-from admm_pruning.projections import keep_count
-from admm_pruning.stages import load_tensors
-from admm_pruning.training import StageContext
+from admm_pruning.pruners.base import build_pruner
+from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.store.stages import load_tensors
+from admm_pruning.training.context import StageContext
+from admm_pruning.training.modules import ClassifierModule
 from conftest import compose_cfg
 
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
@@ -169,7 +172,8 @@ def test_presets_follow_the_papers(experiment):
         assert (cfg.retrain.lr_scheduler.step_size, cfg.retrain.lr_scheduler.gamma) == (20, 0.1)
     if experiment == "alexnet_han_9x":
         assert cfg.pruner.name == "han" and cfg.pruner.dropout_layer == "fc6"
-        assert cfg.pruner.optimizer.lr == cfg.retrain.optimizer.lr == 1e-4  # 1/100 of 0.01
+        # Han retrains at 1/100 of the original lr: the pruner scales pretraining's SGD 0.01
+        assert cfg.pruner.optimizer.lr == cfg.pretrain.optimizer.lr == 0.01 and cfg.pruner.lr_scale == 0.01
         assert dict(cfg.prune.keep) == {"conv1": 0.84, "conv2": 0.38, "conv3": 0.35, "conv4": 0.37, "conv5": 0.37,
                                         "fc6": 0.09, "fc7": 0.09, "fc8": 0.25}
     if experiment == "alexnet_admm_structured":
@@ -179,7 +183,7 @@ def test_presets_follow_the_papers(experiment):
         conv = ("conv2", "conv3", "conv4", "conv5")
         kept = sum(keep_count(sizes[n], cfg.prune.keep[n]) for n in conv)
         assert round(sum(sizes[n] for n in conv) / kept, 1) == cfg.paper.conv_compression == 40.5
-    instantiate(cfg.pruner)
+    assert build_pruner(cfg.pruner).name == cfg.pruner.name
 
 
 @pytest.mark.slow  # about 3 min on 2 CPU cores: fc6 alone has 37.7M weights to project

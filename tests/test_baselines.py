@@ -7,16 +7,22 @@ import sys
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
-from admm_pruning.config import ConfigError, resolve
-from admm_pruning.masks import global_magnitude_masks
-from admm_pruning.models import LeNet5, LeNet300, prunable_layers
+from admm_pruning.config import ConfigError
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.models.lenet import LeNet5, LeNet300
 from admm_pruning.pipeline import run_experiment
-from admm_pruning.projections import keep_count
-from admm_pruning.pruners import HanPruner, han_dropout
-from admm_pruning.targets import scale_profile
+from admm_pruning.plan import initial_plan, initial_targets
+from admm_pruning.pruners.base import build_pruner
+from admm_pruning.pruners.han import HanPruner, quality_threshold
+from admm_pruning.pruners.magnitude import IterativeMagnitudePruner, dropout_for
+from admm_pruning.sparsity.masks import global_magnitude_masks
+from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.sparsity.targets import scale_profile
+from admm_pruning.training.context import StageContext
 from conftest import ROOT, TINY_BASE, compose_cfg
+
+LENET5_SIZES = {"conv1": 500, "conv2": 25000, "fc1": 400000, "fc2": 5000}
 
 
 def sizes(model):
@@ -44,31 +50,44 @@ def test_compression_scaling_hits_the_requested_factor_exactly(model, profile, g
 def test_unreachable_compression_is_refused():
     cfg = compose_cfg(["experiment=lenet300_admm_23x", "prune.compression=200000"])
     with pytest.raises(ConfigError, match="prune.compression=200000: this model reaches only"):
-        resolve(cfg, LeNet300(), 0.0)
+        initial_targets(cfg, {"fc1": 235200, "fc2": 30000, "fc3": 1000})
 
 
-def test_han_quality_threshold_on_a_known_tensor():
-    """threshold = q * std of the layer's surviving weights: [1, -2, 3, -4] has std 3.1091."""
-    model = LeNet300()
-    model.fc1.weight.data = torch.zeros(300, 784)
-    model.fc1.weight.data[0, :4] = torch.tensor([1.0, -2.0, 3.0, -4.0])
-    for q, survivors in ((0.5, [False, True, True, True]), (1.0, [False, False, False, True]), (2.0, [False] * 4)):
-        mask = HanPruner(optimizer=None, quality={"fc1": q})._masks(model, {}, 1)["fc1"]
-        assert mask[0, :4].tolist() == survivors and int(mask.sum()) == sum(survivors)
+def test_han_quality_is_solved_for_the_target_on_a_known_tensor():
+    """threshold = q * std of the layer's surviving weights: [1, -2, 3, -4] has std 3.1091; two
+    survivors need a threshold at the third magnitude, 2, so q = 2 / 3.1091."""
+    w = torch.zeros(4, 4)
+    w[0] = torch.tensor([1.0, -2.0, 3.0, -4.0])
+    q, t, mask = quality_threshold(w, 2)
+    assert t == 2.0 and q == pytest.approx(2.0 / 3.1091, rel=1e-4)
+    assert mask[0].tolist() == [False, False, True, True] and int(mask.sum()) == 2
+    # q is a threshold on the std: std of the magnitudes (1.291) would give q = 1.549
+    assert q == pytest.approx(t / float(w[w != 0].std()))
 
 
-def test_han_keep_targets_are_reached_geometrically():
+def test_han_rounds_reach_their_targets_by_threshold():
+    torch.manual_seed(0)
     model = LeNet300()
     pruner = HanPruner(optimizer=None, rounds=3)
     for r, expected in ((1, 0.064 ** (1 / 3)), (3, 0.064)):
-        mask = pruner._masks(model, {"fc1": 0.064}, r)["fc1"]
-        assert int(mask.sum()) == keep_count(235200, expected)
+        masks, info = pruner.round_masks(model, {"fc1": 0.064}, r)
+        w = model.fc1.weight.detach().abs()
+        assert int(masks["fc1"].sum()) == keep_count(235200, expected)
+        threshold = info["quality"]["fc1"] * model.fc1.weight.detach().std()
+        assert w[masks["fc1"]].min() > threshold >= w[~masks["fc1"]].max()
+
+
+def test_iterative_magnitude_keeps_the_geometric_top_k():
+    model = LeNet300()
+    masks, _ = IterativeMagnitudePruner(optimizer=None, rounds=3).round_masks(model, {"fc1": 0.064}, 1)
+    assert int(masks["fc1"].sum()) == keep_count(235200, 0.064 ** (1 / 3))
 
 
 def test_han_dropout_adjustment():
-    assert han_dropout(0.5, 25, 100) == pytest.approx(0.25)
-    assert han_dropout(0.5, 400000, 400000) == 0.5
-    assert han_dropout(0.5, 32000, 400000) == pytest.approx(0.5 * (0.08 ** 0.5))
+    masks = {"fc1": torch.tensor([True] * 25 + [False] * 75)}
+    assert dropout_for(0.5, masks, "fc1") == pytest.approx(0.25)
+    assert dropout_for(0.5, {"fc1": torch.ones(8, dtype=torch.bool)}, "fc1") == 0.5
+    assert dropout_for(0.5, masks, None) == 0.5
 
 
 def test_global_magnitude_uses_one_threshold_across_layers():
@@ -89,30 +108,31 @@ def test_global_magnitude_uses_one_threshold_across_layers():
      "retrain.epochs=10 breaks budget.epochs=24"),
 ])
 def test_broken_budgets_are_refused(fake_data_dir, extra, match):
-    from admm_pruning.data import MNISTData
+    from admm_pruning.data.mnist import MNISTData
     cfg = compose_cfg(["experiment=lenet5_sweep", "pruner=admm", *extra])
     data = MNISTData("mnist", str(fake_data_dir), val_size=200, download=False).setup()
-    pruner = instantiate(cfg.pruner)
     with pytest.raises(ConfigError, match=match):
-        resolve(cfg, LeNet5(), pruner.pruning_epochs(data))
+        initial_plan(cfg, build_pruner(cfg.pruner), LENET5_SIZES, data.steps_per_epoch)
 
 
 def test_equal_budget_splits_per_pruner(fake_data_dir):
-    from admm_pruning.data import MNISTData
+    from admm_pruning.data.mnist import MNISTData
     data = MNISTData("mnist", str(fake_data_dir), val_size=200, download=False).setup()
     plans = {}
-    for p, extra in (("admm", ["pruner.iterations=12", "pruner.epochs_per_iteration=1"]),
-                     ("han", ["pruner.rounds=4", "pruner.epochs_per_round=4"]), ("oneshot", []),
-                     ("global_magnitude", [])):
+    rounds = ["pruner.rounds=4", "pruner.epochs_per_round=4"]
+    for p, extra in (("admm", ["pruner.iterations=12", "pruner.epochs_per_iteration=1"]), ("han", rounds),
+                     ("iterative_magnitude", rounds), ("oneshot", []), ("global_magnitude", [])):
         cfg = compose_cfg(["experiment=lenet5_sweep", f"pruner={p}", *extra])
-        plans[p] = resolve(cfg, LeNet5(), instantiate(cfg.pruner).pruning_epochs(data))
+        plans[p] = initial_plan(cfg, build_pruner(cfg.pruner), LENET5_SIZES, data.steps_per_epoch)
     assert {p: (pl.pruning_epochs, pl.retrain_epochs) for p, pl in plans.items()} == {
-        "admm": (12, 12), "han": (12, 12), "oneshot": (0, 24), "global_magnitude": (0, 24)}
+        "admm": (12, 12), "han": (12, 12), "iterative_magnitude": (12, 12), "oneshot": (0, 24),
+        "global_magnitude": (0, 24)}
     assert {pl.budget_epochs for pl in plans.values()} == {24}
 
 
 @pytest.mark.parametrize("pruner, extra", [
     ("oneshot", []), ("global_magnitude", []), ("han", ["pruner.rounds=2", "pruner.epochs_per_round=1"]),
+    ("iterative_magnitude", ["pruner.rounds=2", "pruner.epochs_per_round=1"]),
 ])
 def test_baseline_pruners_end_to_end(fake_data_dir, out_dirs, pruner, extra):
     cfg = compose_cfg(["experiment=lenet5_sweep", "data=mnist", f"data.data_dir={fake_data_dir}",
@@ -127,9 +147,9 @@ def test_baseline_pruners_end_to_end(fake_data_dir, out_dirs, pruner, extra):
         assert per_layer != preset and sum(per_layer.values()) == sum(preset.values())
     else:
         assert per_layer == preset
-    if pruner == "han":
-        rounds = json.loads((__import__("pathlib").Path(s["stage_dirs"]["han"]) / "metrics.json").read_text())
-        assert [r["round"] for r in rounds["rounds"]] == [1]
+    if pruner in ("han", "iterative_magnitude"):
+        rounds = json.loads((__import__("pathlib").Path(s["stage_dirs"][pruner]) / "metrics.json").read_text())
+        assert [r["round"] for r in rounds["rounds"]] == [1, 2]
 
 
 def test_multirun_of_two_jobs_through_joblib(fake_data_dir, tmp_path):
@@ -147,3 +167,43 @@ def test_multirun_of_two_jobs_through_joblib(fake_data_dir, tmp_path):
     ratios = [json.loads(p.read_text())["compression"] for p in found]
     assert ratios == [266200 / round(266200 / 4), 266200 / round(266200 / 8)]
     assert len(list((tmp_path / "a" / "stages").glob("pretrain-*"))) == 1  # shared dense stage
+
+
+def test_han_retrains_every_round_and_the_last_with_its_own_recipe(fake_data_dir, out_dirs, monkeypatch):
+    """Han's recipe in training, not just in its formula: lr 1/10 of pretraining's, L2, and the
+    dropout the mask's density gives, in the rounds and in the final retraining; the shared
+    retrain recipe (lr 1e-3, no L2, dropout 0.5) is not used."""
+    seen = []
+    fit = StageContext.fit
+
+    def spy(self, module, stage, *args, **kwargs):
+        opt = module.optimizer_factory([torch.zeros(1, requires_grad=True)])
+        seen.append((stage, opt.param_groups[0]["lr"], module.l2, module.model.dropout.p))
+        return fit(self, module, stage, *args, **kwargs)
+
+    monkeypatch.setattr(StageContext, "fit", spy)
+    cfg = compose_cfg(["experiment=lenet5_han_12x", "data=mnist", f"data.data_dir={fake_data_dir}",
+                       "data.val_size=200", "data.download=false", *TINY_BASE, *out_dirs, "retrain.epochs=1",
+                       "pruner.rounds=2", "pruner.epochs_per_round=1"])
+    s = run_experiment(cfg)
+    fc1 = s["per_layer"]["fc1"]
+    expected_final = 0.5 * (fc1["nonzero"] / fc1["total"]) ** 0.5
+    stages = {stage: rest for stage, *rest in seen}
+    assert stages["pretrain"] == [1e-3, 5e-5, 0.5]
+    assert stages["round1-retrain"][:2] == [pytest.approx(1e-4), 5e-5]
+    assert stages["round1-retrain"][2] == pytest.approx(0.5 * (0.08 ** 0.5) ** 0.5, rel=1e-3)
+    assert stages["retrain"] == [pytest.approx(1e-4), 5e-5, pytest.approx(expected_final)]
+    assert s["retrain_recipe"]["l2"] == 5e-5
+
+
+@pytest.mark.parametrize("pruner", ["han", "iterative_magnitude", "oneshot", "global_magnitude"])
+def test_structured_sparsity_is_refused_by_pruners_without_it(pruner):
+    cfg = compose_cfg(["experiment=lenet5_sweep", f"pruner={pruner}", "+pruner.sparsity={conv1: filter}"])
+    with pytest.raises(ConfigError, match=f"pruner.sparsity=.*pruner {pruner} does not support structured sparsity"):
+        build_pruner(cfg.pruner)
+
+
+def test_an_unknown_pruner_option_is_refused_by_name():
+    cfg = compose_cfg(["experiment=lenet5_admm_71x", "+pruner.rhoo=1e-3"])
+    with pytest.raises(ConfigError, match=r"pruner.rhoo=0.001: pruner admm does not support an option 'rhoo'"):
+        build_pruner(cfg.pruner)

@@ -20,13 +20,15 @@ from typing import Any
 import pytest
 import torch
 
-from admm_pruning.distributed import is_launch_rank_zero, launch_job_id
-from admm_pruning.imagenet import FakeImageData
-from admm_pruning.masks import magnitude_masks
-from admm_pruning.models import LeNet5, set_dropout
-from admm_pruning.modules import ADMMModule
-from admm_pruning.projections import keep_count
-from admm_pruning.training import StageContext
+from admm_pruning.data.imagenet import FakeImageData
+from admm_pruning.models.layers import set_dropout
+from admm_pruning.models.lenet import LeNet5
+from admm_pruning.sparsity.admm import ADMMSchedule
+from admm_pruning.sparsity.masks import magnitude_masks
+from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.training.context import StageContext
+from admm_pruning.training.distributed import is_launch_rank_zero, launch_job_id
+from admm_pruning.training.modules import ADMMModule
 
 KEEP = {"conv1": 0.2, "conv2": 0.08, "fc1": 0.009, "fc2": 0.07}
 ITERATIONS, STEPS = 3, 2
@@ -49,8 +51,9 @@ def run_rank(out: Path) -> None:
     torch.manual_seed(0)
     model = LeNet5()
     set_dropout(model, 0.0)
-    module = PerturbedRankOne(model, partial(torch.optim.SGD, lr=0.05, momentum=0.9), KEEP, STEPS, ITERATIONS,
-                              rho=0.05, l2=5e-4)
+    schedule = ADMMSchedule(optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9), iterations=ITERATIONS,
+                            epochs_per_iteration=1.0, rho=0.05, l2=5e-4)
+    module = PerturbedRankOne(model, schedule, KEEP, STEPS)
     trainer_kwargs = {
         "accelerator": "cpu", "devices": 2, "enable_progress_bar": False, "enable_model_summary": False,
         "num_sanity_val_steps": 0, "log_every_n_steps": 1,

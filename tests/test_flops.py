@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from admm_pruning.flops import flop_report, layer_flops
-from admm_pruning.masks import apply_masks, magnitude_masks, plain_state_dict
-from admm_pruning.models import LeNet5, LeNet300
-from admm_pruning.stages import save_tensors
+from admm_pruning.models.lenet import LeNet5, LeNet300
+from admm_pruning.report.flops import flop_report, layer_flops
+from admm_pruning.sparsity.masks import apply_masks, magnitude_masks, plain_state_dict
+from admm_pruning.store.stages import save_tensors
 from conftest import ROOT
 
 _spec = importlib.util.spec_from_file_location("speedup", ROOT / "benchmarks" / "speedup.py")
@@ -73,7 +73,7 @@ def test_speedup_report_for_a_stage_folder(tmp_path, conv2, shrunk_layers):
     stage = tmp_path / "retrain-abc"
     save_tensors(stage / "weights.pt", plain_state_dict(model))
     save_tensors(stage / "masks.pt", masks)
-    net = {"_target_": "admm_pruning.models.LeNet5", "num_classes": 10}
+    net = {"_target_": "admm_pruning.models.lenet.LeNet5", "num_classes": 10}
     (stage / "settings.json").write_text(json.dumps({"parent": {"parent": {"model": {"net": net}}}}))
     out = tmp_path / "speedup.md"
     text = speedup.main([str(stage), "--rounds", "1", "--warmup", "0", "--block-seconds", "0",

@@ -4,9 +4,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from admm_pruning.masks import apply_masks, current_masks, magnitude_masks, plain_state_dict
-from admm_pruning.models import LeNet5, prunable_layers
-from admm_pruning.modules import ClassifierModule
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.models.lenet import LeNet5
+from admm_pruning.sparsity.masks import apply_masks, current_masks, magnitude_masks, plain_state_dict
+from admm_pruning.training.modules import ClassifierModule
 
 KEEP = {"conv1": 0.2, "conv2": 0.08, "fc1": 0.009, "fc2": 0.07}
 

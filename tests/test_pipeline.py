@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from admm_pruning.modules import ADMMModule
 from admm_pruning.pipeline import run_experiment
-from admm_pruning.projections import keep_count
+from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.training.modules import ADMMModule
 from conftest import ROOT, TINY, compose_cfg
 
 SUMMARY_KEYS = {"experiment", "data", "seed", "split_seed", "dense_acc", "admm_acc", "pruned_acc",

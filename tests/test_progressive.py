@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from admm_pruning.connectivity import connectivity
-from admm_pruning.models import LeNet5, LeNet300
-from admm_pruning.progressive import round_targets
-from admm_pruning.projections import keep_count
-from admm_pruning.sensitivity import global_magnitude_profile, sensitivity_profile
+from admm_pruning.models.lenet import LeNet5, LeNet300
+from admm_pruning.pruners.progressive import round_targets
+from admm_pruning.report.connectivity import connectivity
+from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.sparsity.sensitivity import global_magnitude_profile, sensitivity_profile
 
 
 def test_round_targets_step_chain_shares_prefixes():
@@ -92,7 +92,7 @@ def test_progressive_rounds_nest_hit_the_target_and_reuse_shared_prefixes(fake_d
     from pathlib import Path
 
     from admm_pruning.pipeline import run_experiment
-    from admm_pruning.stages import load_tensors
+    from admm_pruning.store.stages import load_tensors
 
     s = run_experiment(_progressive_cfg(fake_data_dir, out_dirs, 20))
     assert s["compression"] == 20.0 and s["nonzero_weights"] == 430500 // 20
@@ -145,7 +145,7 @@ def test_profile_needs_a_compression_target():
 
     cfg = compose_cfg(["experiment=lenet5_admm_71x", "prune.profile=sensitivity"])
     with pytest.raises(ConfigError, match="prune.compression"):
-        validate(cfg, LeNet5())
+        validate(cfg, LeNet5)
     cfg = compose_cfg(["experiment=lenet5_admm_71x", "prune.profile=magic", "prune.compression=10"])
     with pytest.raises(ConfigError, match="prune.profile='magic'"):
-        validate(cfg, LeNet5())
+        validate(cfg, LeNet5)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn.utils import prune
 
-from admm_pruning.projections import keep_count, project_topk, topk_mask
+from admm_pruning.sparsity.projections import keep_count, project_topk, topk_mask
 
 
 def torch_l1_mask(w: torch.Tensor, k: int) -> torch.Tensor:

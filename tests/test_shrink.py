@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from admm_pruning.flops import layer_flops
-from admm_pruning.masks import apply_masks, magnitude_masks
-from admm_pruning.models import LeNet5, LeNet300
-from admm_pruning.shrink import ColumnConv2d, ShrinkError, load_shrunk, shrink
+from admm_pruning.export.layers import ColumnConv2d, load_shrunk
+from admm_pruning.export.shrink import ShrinkError, shrink
+from admm_pruning.models.lenet import LeNet5, LeNet300
+from admm_pruning.report.flops import layer_flops
+from admm_pruning.sparsity.masks import apply_masks, magnitude_masks
 from conftest import ROOT
 
 
@@ -140,15 +141,15 @@ def test_exported_model_reloads_without_the_suite(tmp_path):
     with torch.no_grad():
         torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
     assert same_outputs(model, load_shrunk(tmp_path / "shrunk"))
-    # a fresh interpreter with only shrink.py copied beside it: torch alone, no admm_pruning package
+    # a fresh interpreter with only export/layers.py copied beside it: torch alone, no admm_pruning package
     alone = tmp_path / "standalone"
     alone.mkdir()
-    shutil.copy(ROOT / "src" / "admm_pruning" / "shrink.py", alone / "shrink.py")
+    shutil.copy(ROOT / "src" / "admm_pruning" / "export" / "layers.py", alone / "layers.py")
     code = f"""
-import sys, torch, shrink
+import sys, torch, layers
 assert "admm_pruning" not in sys.modules
 io = torch.load({str(tmp_path / "io.pt")!r})
-net = shrink.load_shrunk({str(tmp_path / "shrunk")!r})
+net = layers.load_shrunk({str(tmp_path / "shrunk")!r})
 assert torch.allclose(net(io["x"]), io["y"], atol=1e-5), "outputs differ"
 print(sum(p.numel() for p in net.parameters()))
 """

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from admm_pruning.admm import ADMMState
 from admm_pruning.config import ConfigError
-from admm_pruning.masks import magnitude_masks
-from admm_pruning.models import LeNet5, prunable_layers
+from admm_pruning.export.shrink import shrink
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.models.lenet import LeNet5
 from admm_pruning.pipeline import run_experiment
-from admm_pruning.projections import group_count, group_dims, group_mask, keep_count, project
-from admm_pruning.shrink import shrink
-from admm_pruning.structured import SparsityError, check_sparsity
+from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState
+from admm_pruning.sparsity.masks import magnitude_masks
+from admm_pruning.sparsity.projections import group_count, group_dims, group_mask, keep_count, project
+from admm_pruning.sparsity.structured import SparsityError, check_sparsity
 from conftest import TINY, compose_cfg
 
 # Brute-force group definitions, written out by hand (independent of projections.group_dims):
@@ -100,7 +101,8 @@ def test_a_type_that_does_not_fit_the_weight_is_refused(sparsity, ndim):
 def test_admm_state_projects_z_onto_the_structured_set_and_keeps_it_there():
     g = torch.Generator().manual_seed(0)
     conv, fc = torch.randn(8, 3, 3, 3, generator=g), torch.randn(6, 10, generator=g)
-    s = ADMMState({"conv": conv, "fc": fc}, {"conv": 0.25, "fc": 0.1}, rho=1e-3, sparsity={"conv": "filter"})
+    s = ADMMState({"conv": conv, "fc": fc}, {"conv": 0.25, "fc": 0.1}, ADMMSchedule(rho=1e-3),
+                  sparsity={"conv": "filter"})
     assert s.k == {"conv": 2, "fc": 6}  # 2 of 8 filters; fc unstructured: 6 of 60 entries
     assert torch.equal(s.z("conv"), project(conv, 0.25, "filter"))
     assert int(s.z("conv").flatten(1).any(1).sum()) == 2

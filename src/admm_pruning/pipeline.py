@@ -1,9 +1,14 @@
-"""Pretrain -> prune (pruner stage) -> masked retrain, each a cached stage; then the results."""
+"""Pretrain -> prune (the pruner's stage) -> masked retrain, each a cached stage; then the results.
+
+The pipeline owns everything around a pruner: it checks the config, plans targets and budget,
+runs and caches the stages, persists the pruner's masks and publishes the verified summary.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,78 +17,64 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .config import ConfigError, Plan, resolve, validate
-from .connectivity import connectivity
-from .distributed import is_launch_rank_zero
-from .flops import flop_report
-from .loggers import log_summary
-from .masks import apply_masks, plain_state_dict
-from .models import prunable_layers, set_dropout
-from .modules import ClassifierModule
-from .pretrained import file_sha256, load_dense_checkpoint
-from .results import count_sparsity, table_rows, write_table
-from .sensitivity import derive_keep
-from .stages import StageCache, atomic_write, load_tensors, save_tensors, write_json
-from .structured import SparsityError, check_sparsity
-from .training import StageContext
-from .verify import verify_export, verify_sparsity
+from admm_pruning.config import ConfigError, validate
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.models.pretrained import file_sha256, load_dense_checkpoint
+from admm_pruning.plan import Plan, initial_plan, profiled_plan
+from admm_pruning.pruners.base import PruneJob, Pruner, build_pruner
+from admm_pruning.report.summary import publish
+from admm_pruning.sparsity.masks import apply_masks, plain_state_dict, remove_masks
+from admm_pruning.sparsity.structured import SparsityError, check_sparsity
+from admm_pruning.store.stages import StageCache, StageResult, load_tensors, save_tensors
+from admm_pruning.training.context import StageContext
+from admm_pruning.training.recipe import Recipe, train
 
 log = logging.getLogger("admm_pruning")
 
+# Trainer settings that change the numbers a stage produces.
+NUMERICS = ("precision", "deterministic", "accelerator", "accumulate_grad_batches", "gradient_clip_val")
 
-def _plain(node: Any) -> Any:
+
+def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def stage_settings(cfg: DictConfig, plan: Plan) -> dict[str, dict[str, Any]]:
-    """What shapes each stage; a stage's folder hash covers its parent's settings too."""
-    data = {k: v for k, v in _plain(cfg.data).items() if k not in ("data_dir", "download")}
-    numerics = {k: cfg.trainer.get(k) for k in ("precision", "deterministic")}
-    pretrain = {"model": _plain(cfg.model), "data": data, "seed": cfg.seed,
-                "pretrain": _dense_settings(cfg), "numerics": numerics}
-    prune = {"parent": pretrain, "pruner": _plain(cfg.pruner), "keep": plan.keep}
-    retrain = {"parent": prune, "retrain": {**_plain(cfg.retrain), "epochs": plan.retrain_epochs}}
-    return {"pretrain": pretrain, "prune": prune, "retrain": retrain}
+def context_key(cfg: DictConfig) -> dict[str, Any]:
+    """What shapes every stage besides its own settings: the network, the data and its split,
+    and the trainer's numerics. Part of every cached artifact's key, sub-stages included."""
+    data = {k: v for k, v in plain(cfg.data).items() if k not in ("data_dir", "download")}
+    return {"model": plain(cfg.model), "data": data, "numerics": {k: cfg.trainer.get(k) for k in NUMERICS}}
 
 
 def _dense_settings(cfg: DictConfig) -> dict[str, Any]:
     """A loaded checkpoint is keyed by its content (a new file at the same path is a new stage);
     the training recipe then plays no part."""
     checkpoint = cfg.pretrain.get("checkpoint")
-    return {"checkpoint_sha256": file_sha256(checkpoint)} if checkpoint else _plain(cfg.pretrain)
+    return {"checkpoint_sha256": file_sha256(checkpoint)} if checkpoint else plain(cfg.pretrain)
 
 
-def _scores(prefix: str, scores: dict[str, float]) -> dict[str, float]:
-    """{prefix}_acc (top-1) and, where the data have >= 5 classes, {prefix}_top5."""
+def _scores(ctx: StageContext, model: nn.Module, prefix: str) -> dict[str, Any]:
+    """{prefix}_acc (test top-1), {prefix}_top5 with >= 5 classes, and {prefix}_val_acc (the
+    split operating points are chosen on; None without one)."""
+    scores = ctx.scores(model)
     out = {f"{prefix}_acc": scores["acc"]}
     if "acc_top5" in scores:
         out[f"{prefix}_top5"] = scores["acc_top5"]
+    out[f"{prefix}_val_acc"] = ctx.evaluate(model, "val") if len(ctx.data.setup().val) else None
     return out
 
 
-def _train_dense(ctx: StageContext, cfg: DictConfig, model: nn.Module, d: Path,
-                 resume: Path | None) -> dict[str, Any]:
-    if cfg.pretrain.get("checkpoint"):
-        load_dense_checkpoint(model, cfg.pretrain.checkpoint)
-    else:
-        set_dropout(model, cfg.pretrain.dropout)
-        module = ClassifierModule(model, instantiate(cfg.pretrain.optimizer), l2=cfg.pretrain.l2,
-                                  stage="pretrain", lr_scheduler=instantiate(cfg.pretrain.get("lr_scheduler")))
-        ctx.fit(module, "pretrain", d, resume, cfg.pretrain.batch_size, max_epochs=cfg.pretrain.epochs)
-    save_tensors(d / "weights.pt", plain_state_dict(model))
-    return _scores("dense", ctx.scores(model))
-
-
-def _retrain(ctx: StageContext, cfg: DictConfig, epochs: int, model: nn.Module,
-             masks: dict[str, torch.Tensor], d: Path, resume: Path | None) -> dict[str, Any]:
-    apply_masks(model, masks)
-    set_dropout(model, cfg.retrain.dropout)
-    module = ClassifierModule(model, instantiate(cfg.retrain.optimizer), l2=cfg.retrain.l2,
-                              stage="retrain", lr_scheduler=instantiate(cfg.retrain.get("lr_scheduler")))
-    ctx.fit(module, "retrain", d, resume, cfg.retrain.batch_size, max_epochs=epochs)
-    save_tensors(d / "weights.pt", plain_state_dict(model))
-    save_tensors(d / "masks.pt", masks)
-    return _scores("final", ctx.scores(model))
+def check(cfg: DictConfig, build: Callable[[], nn.Module]) -> Pruner:
+    """Everything that can be refused before any data is read or folder written."""
+    validate(cfg, build)
+    pruner = build_pruner(cfg.pruner)
+    if cfg.pretrain.get("checkpoint"):  # a missing or mismatched file fails here
+        load_dense_checkpoint(build(), cfg.pretrain.checkpoint)
+    try:
+        check_sparsity(prunable_layers(build()), cfg.prune.keep, getattr(pruner, "sparsity", None))
+    except SparsityError as exc:
+        raise ConfigError(str(exc)) from exc
+    return pruner
 
 
 def run_experiment(cfg: DictConfig) -> dict[str, Any]:
@@ -95,110 +86,85 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         torch.manual_seed(cfg.seed)
         return instantiate(cfg.model.net)
 
-    validate(cfg, build())
-    if cfg.pretrain.get("checkpoint"):  # a missing or mismatched file fails here, before any data
-        load_dense_checkpoint(build(), cfg.pretrain.checkpoint)
-    sparsity_types = _plain(cfg.pruner.get("sparsity")) or {}
-    try:
-        check_sparsity(prunable_layers(build()), cfg.prune.keep, sparsity_types)
-    except SparsityError as exc:
-        raise ConfigError(str(exc)) from exc
-    data = instantiate(cfg.data).setup()  # fails here, before any folder is written
-    pruner = instantiate(cfg.pruner)
+    pruner = check(cfg, build)
     sizes = {n: m.weight.numel() for n, m in prunable_layers(build()).items()}
-    plan = resolve(cfg, build(), lambda keep: pruner.pruning_epochs(data, keep=keep, sizes=sizes))
+    data = instantiate(cfg.data).setup()  # fails here, before any folder is written
     logger_factory = instantiate(cfg.logger) if cfg.get("logger") else None
-    ctx = StageContext(data=data, trainer_kwargs=_plain(cfg.trainer), seed=cfg.seed,
-                       experiment=cfg.experiment_name, logger_factory=logger_factory, tags=[pruner.name, cfg.data.name])
+    ctx = StageContext(data=data, trainer_kwargs=plain(cfg.trainer), seed=cfg.seed, experiment=cfg.experiment_name,
+                       logger_factory=logger_factory, tags=[pruner.name, cfg.data.name])
+    plan = initial_plan(cfg, pruner, sizes, ctx.steps_per_epoch)
     cache = StageCache(Path(cfg.paths.artifacts_dir) / "stages")
-    settings = stage_settings(cfg, plan)
-    layers = list(prunable_layers(build()))
+    stages = Stages(cfg, ctx, cache, build)
+    dense = stages.pretrain()
+    plan = profiled_plan(cfg, plan, pruner, ctx, stages.load(dense), sizes, cache, stages.settings["pretrain"])
+    pruned = stages.prune(pruner, plan, dense)
+    final = stages.retrain(pruner, plan, pruned)
+    return publish(cfg, ctx, {"pretrain": dense, "prune": pruned, "retrain": final}, plan, pruner,
+                   stages.load(final), logger_factory, start)
 
-    def dense(d: Path, resume: Path | None) -> dict[str, Any]:
-        return _train_dense(ctx, cfg, build(), d, resume)
 
-    def prune(d: Path, resume: Path | None) -> dict[str, Any]:
-        model = build()
-        model.load_state_dict(load_tensors(stages["pretrain"].dir / "weights.pt"))
-        return pruner.run(ctx, model, plan.keep, d, resume)
+class Stages:
+    """The three cached stages of one run, each keyed by everything that shaped it."""
 
-    def retrain(d: Path, resume: Path | None) -> dict[str, Any]:
-        model = build()
-        model.load_state_dict(load_tensors(stages["prune"].dir / "weights.pt"))
-        masks = load_tensors(stages["prune"].dir / "masks.pt")
-        return _retrain(ctx, cfg, plan.retrain_epochs, model, masks, d, resume)
+    def __init__(self, cfg: DictConfig, ctx: StageContext, cache: StageCache, build: Callable[[], nn.Module]) -> None:
+        self.cfg, self.ctx, self.cache, self.build = cfg, ctx, cache, build
+        self.key = context_key(cfg)
+        self.settings: dict[str, dict[str, Any]] = {
+            "pretrain": {**self.key, "seed": cfg.seed, "pretrain": _dense_settings(cfg)}}
 
-    stages = {}
-    profile: dict[str, Any] = {"profile": cfg.prune.get("profile", "preset")}
-    for name, compute, stage_name in (("pretrain", dense, "pretrain"), ("prune", prune, pruner.name),
-                                      ("retrain", retrain, "retrain")):
-        if name == "prune" and profile["profile"] != "preset":  # targets from the dense model itself
-            model = build()
-            model.load_state_dict(load_tensors(stages["pretrain"].dir / "weights.pt"))
-            plan.keep, profile = derive_keep(profile["profile"], ctx, model, list(plan.keep),
-                                             float(cfg.prune.compression), list(cfg.prune.sensitivity_levels),
-                                             cache, settings["pretrain"])
-            settings = stage_settings(cfg, plan)
-        stages[name] = cache.run(stage_name, settings[name], compute)
-        state = "reused" if stages[name].cached else f"done in {stages[name].metrics['seconds']:.1f}s"
-        log.info("stage %s: %s (%s)", stage_name, state, stages[name].dir)
+    def load(self, stage: StageResult) -> nn.Module:
+        """A fresh model with a stage's saved weights (masked weights are zero, no masks attached)."""
+        model = self.build()
+        model.load_state_dict(load_tensors(stage.dir / "weights.pt"))
+        return model
 
-    final_dir = stages["retrain"].dir
-    sparsity = count_sparsity(load_tensors(final_dir / "weights.pt"), layers,
-                              load_tensors(final_dir / "masks.pt"))
-    final = build()
-    final.load_state_dict(load_tensors(final_dir / "weights.pt"))
-    m = {k: v for s in stages.values() for k, v in s.metrics.items()
-         if k in ("dense_acc", "admm_acc", "pruned_acc", "final_acc", "dense_top5", "final_top5")}
-    summary = {
-        "experiment": cfg.experiment_name,
-        "data": cfg.data.name,
-        "pruner": pruner.name,
-        "model": cfg.model.name,
-        "seed": cfg.seed,
-        "split_seed": cfg.data.split_seed,
-        **m,
-        "compression": sparsity["compression"],
-        "conv_compression": sparsity["conv_compression"],
-        "sparsity": {n: sparsity_types.get(n, "unstructured") for n in plan.keep},
-        "flops": flop_report(final, next(iter(data.loader("test", 1)))[0]),
-        "target_compression": plan.target_compression,
-        "keep": plan.keep,
-        "profile": profile,
-        "connectivity": connectivity(final, load_tensors(final_dir / "masks.pt")),
-        "pruning_epochs": plan.pruning_epochs,
-        "retrain_epochs": plan.retrain_epochs,
-        "budget_epochs": plan.budget_epochs,
-        "total_weights": sparsity["total"],
-        "nonzero_weights": sparsity["nonzero"],
-        "per_layer": sparsity["per_layer"],
-        "stage_seconds": {s.name: s.metrics["seconds"] for s in stages.values()},
-        "stage_cached": {s.name: s.cached for s in stages.values()},
-        "stage_dirs": {s.name: str(s.dir) for s in stages.values()},
-        "admm": {k: stages["prune"].metrics.get(k)
-                 for k in ("iterations_run", "converged", "steps_per_iteration")},
-        "compute_seconds": sum(s.metrics["seconds"] for s in stages.values()),
-        "wall_seconds": time.perf_counter() - start,  # this invocation: small when stages were reused
-        "paper": _plain(cfg.get("paper")),
-        "config": _plain(cfg),
-    }
-    if not is_launch_rank_zero():  # DDP: every rank ran the stages; rank 0 publishes
-        return summary
-    verify_sparsity(summary, stages["retrain"], stages["prune"].dir, layers)  # before anything is published
-    summary["export_dir"] = str(Path(cfg.paths.artifacts_dir) / "exports" / final_dir.name)
-    summary["export"] = verify_export(final, next(iter(data.loader("test", 256)))[0], Path(summary["export_dir"]))
-    out = Path(cfg.paths.results_dir) / cfg.results_subdir
-    if summary["connectivity"]["disconnected"]:
-        log.warning("disconnected network: some output classes receive no signal from the input (%s)",
-                    summary["connectivity"]["per_layer"])
-    if "scan_dir" in profile:  # the sensitivity scan travels with the run's results
-        for f in ("sensitivity.md", "sensitivity.png"):
-            blob = (Path(profile["scan_dir"]) / f).read_bytes()
-            atomic_write(out / f, lambda p, b=blob: p.write_bytes(b))
-    write_json(out / "summary.json", summary)
-    write_table(out / "table.md", summary)
-    cols, rows = table_rows(summary)
-    log_summary(logger_factory, summary, rows, cols, save_dir=str(final_dir))
-    log.info("compression %.2fx, dense %.4f -> final %.4f; wrote %s", summary["compression"],
-             summary["dense_acc"], summary["final_acc"], out)
-    return summary
+    def _run(self, name: str, settings: dict[str, Any], compute: Callable[[Path, Path | None], dict]) -> StageResult:
+        done = self.cache.run(name, settings, compute)
+        state = "reused" if done.cached else f"done in {done.metrics['seconds']:.1f}s"
+        log.info("stage %s: %s (%s)", name, state, done.dir)
+        return done
+
+    def pretrain(self) -> StageResult:
+        def compute(d: Path, resume: Path | None) -> dict[str, Any]:
+            model = self.build()
+            if self.cfg.pretrain.get("checkpoint"):
+                load_dense_checkpoint(model, self.cfg.pretrain.checkpoint)
+            else:
+                train(self.ctx, model, Recipe.from_cfg(self.cfg.pretrain), "pretrain", d, resume)
+            save_tensors(d / "weights.pt", plain_state_dict(model))
+            return _scores(self.ctx, model, "dense")
+
+        return self._run("pretrain", self.settings["pretrain"], compute)
+
+    def prune(self, pruner: Pruner, plan: Plan, dense: StageResult) -> StageResult:
+        """The pruner's stage: it computes masks; the masked weights and masks are saved here."""
+        settings = self.settings["prune"] = {"parent": self.settings["pretrain"], "pruner": plain(self.cfg.pruner),
+                                             "keep": plan.keep}
+
+        def compute(d: Path, resume: Path | None) -> dict[str, Any]:
+            model = self.load(dense)
+            result = pruner.prune(PruneJob(self.ctx, model, plan.keep, StageCache(d / "rounds"), self.key, d, resume))
+            remove_masks(model)
+            apply_masks(model, result.masks)
+            save_tensors(d / "weights.pt", plain_state_dict(model))
+            save_tensors(d / "masks.pt", result.masks)
+            return {**result.metrics, "pruned_acc": self.ctx.evaluate(model)}
+
+        return self._run(pruner.name, settings, compute)
+
+    def retrain(self, pruner: Pruner, plan: Plan, pruned: StageResult) -> StageResult:
+        """Masked retraining, by the shared recipe or the pruner's own (Han et al.)."""
+        masks = load_tensors(pruned.dir / "masks.pt")
+        recipe = pruner.retrain_recipe(Recipe.from_cfg(self.cfg.retrain, epochs=plan.retrain_epochs), masks)
+        settings = {"parent": self.settings["prune"], "retrain": recipe.settings()}
+
+        def compute(d: Path, resume: Path | None) -> dict[str, Any]:
+            model = self.load(pruned)
+            apply_masks(model, masks)
+            train(self.ctx, model, recipe, "retrain", d, resume)
+            save_tensors(d / "weights.pt", plain_state_dict(model))
+            save_tensors(d / "masks.pt", masks)
+            return {**_scores(self.ctx, model, "final"), "recipe": recipe.settings()}
+
+        return self._run("retrain", settings, compute)
+

@@ -22,11 +22,11 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 def main(cfg: DictConfig) -> float:
     # Imported here rather than at the top, so that Hydra's own errors and --help come back in
     # about a second instead of after importing torch and Lightning.
-    from .config import ConfigError
-    from .data import DataError
-    from .modules import NonFiniteLossError
-    from .pipeline import run_experiment
-    from .results import SparsityMismatchError
+    from admm_pruning.config import ConfigError
+    from admm_pruning.data.mnist import DataError
+    from admm_pruning.pipeline import run_experiment
+    from admm_pruning.report.sparsity import SparsityMismatchError
+    from admm_pruning.training.modules import NonFiniteLossError
 
     logging.getLogger("admm_pruning").setLevel(logging.INFO)
     try:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from admm_pruning.results import write_table
-from admm_pruning.stages import StageCache, load_tensors, save_tensors, write_json
+from admm_pruning.report.sparsity import write_table
+from admm_pruning.store.stages import StageCache, load_tensors, save_tensors, write_json
 
 from .helpers import ONESHOT, copy_run, outcome, run, stage_dir
 
@@ -53,7 +53,7 @@ WRITER = """
 import sys, time
 from pathlib import Path
 import torch
-from admm_pruning.stages import save_tensors
+from admm_pruning.store.stages import save_tensors
 def slow(p, data):
     with open(p, "wb") as f:
         f.write(data[: len(data) // 2])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from admm_pruning.stages import artifact_problem
+from admm_pruning.store.stages import artifact_problem
 
 from .helpers import run_cli
 

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 import torch
 
-from admm_pruning import pipeline, verify
-from admm_pruning.models import LeNet300
-from admm_pruning.results import SparsityMismatchError, count_sparsity
-from admm_pruning.shrink import load_shrunk
-from admm_pruning.stages import load_tensors, sha256
+from admm_pruning import pipeline
+from admm_pruning.export.layers import load_shrunk
+from admm_pruning.models.lenet import LeNet300
+from admm_pruning.report import summary as summary_module
+from admm_pruning.report import verify
+from admm_pruning.report.sparsity import SparsityMismatchError, count_sparsity
+from admm_pruning.store.stages import load_tensors, sha256
 
 from .helpers import ONESHOT, RESULTS, copy_run, run, stage_dir
 
@@ -87,7 +89,7 @@ def test_a_summary_claim_that_the_recount_does_not_back_fails_the_run(baseline, 
         out = count_sparsity(*args, **kwargs)
         return {**out, "compression": out["compression"] * 2}
 
-    monkeypatch.setattr(pipeline, "count_sparsity", boastful)
+    monkeypatch.setattr(summary_module, "count_sparsity", boastful)
     with pytest.raises(SparsityMismatchError, match="summary compression=.* recounts to"):
         run(data_dir, root, *ONESHOT)
     assert not (root / RESULTS).exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from admm_pruning.stages import load_tensors, read_checkpoint
+from admm_pruning.store.stages import load_tensors, read_checkpoint
 
 from .helpers import ONESHOT, copy_run, outcome, run, stage_dir
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from admm_pruning import loggers
+from admm_pruning.training import loggers
 
 from .helpers import ONESHOT, copy_run, outcome, run, stage_dir
 

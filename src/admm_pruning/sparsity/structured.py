@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from .projections import sparsity_types
+from admm_pruning.sparsity.projections import sparsity_types
 
 
 class SparsityError(ValueError):

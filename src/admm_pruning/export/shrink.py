@@ -18,7 +18,6 @@ using torch alone.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,97 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-FORMAT = "admm_pruning.shrunk/1"
+from admm_pruning.export.layers import FORMAT, LAYER_TYPES, load_model
 
-
-# -- builder: torch only, so a shrunk model loads without the suite's training code ----------
-
-class Select(nn.Module):
-    """Keeps the given indices of dim 1 (channels, or features after a flatten)."""
-
-    def __init__(self, index: list[int]) -> None:
-        super().__init__()
-        self.register_buffer("index", torch.tensor(index, dtype=torch.long), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.index_select(1, self.index)
-
-
-class ColumnConv2d(nn.Module):
-    """A conv that keeps only some (c, kh, kw) columns of its im2col weight matrix (ADAM-ADMM's
-    shape-wise sparsity): the kept input patches are gathered straight from the (padded) input
-    and multiplied by the (out, kept columns) weight, so removed columns cost neither FLOPs nor
-    memory traffic. ``columns`` are flat indices c * kh * kw + i * kw + j of the dense kernel.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: list[int], stride: list[int],
-                 padding: list[int], dilation: list[int], bias: bool, columns: list[int]) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
-        self.padding, self.dilation = tuple(padding), tuple(dilation)
-        self.register_buffer("columns", torch.tensor(columns, dtype=torch.long), persistent=False)
-        self.weight = nn.Parameter(torch.zeros(out_channels, len(columns)))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self._gather: dict[tuple[int, int, str], tuple[torch.Tensor, int, int]] = {}
-
-    def _index(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, int, int]:
-        """Flat input positions of every kept column at every output position, cached per input size."""
-        key = (h, w, str(device))
-        if key not in self._gather:
-            (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-            hp, wp = h + 2 * self.padding[0], w + 2 * self.padding[1]
-            ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-            c, rest = self.columns.cpu() // (kh * kw), self.columns.cpu() % (kh * kw)
-            row = (rest // kw * dh)[:, None, None] + (torch.arange(ho) * sh)[None, :, None]
-            col = (rest % kw * dw)[:, None, None] + (torch.arange(wo) * sw)[None, None, :]
-            index = (c[:, None, None] * hp * wp + row * wp + col).reshape(-1)
-            self._gather[key] = (index.to(device), ho, wo)
-        return self._gather[key]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        index, ho, wo = self._index(h, w, x.device)
-        if any(self.padding):
-            x = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
-        patches = x.reshape(n, -1).index_select(1, index).view(n, len(self.columns), ho * wo)
-        out = torch.matmul(self.weight, patches)
-        if self.bias is not None:
-            out = out + self.bias[:, None]
-        return out.view(n, self.out_channels, ho, wo)
-
-
-LAYER_TYPES: dict[str, type[nn.Module]] = {
-    "Conv2d": nn.Conv2d, "Linear": nn.Linear, "BatchNorm1d": nn.BatchNorm1d, "BatchNorm2d": nn.BatchNorm2d,
-    "ReLU": nn.ReLU, "MaxPool2d": nn.MaxPool2d, "AvgPool2d": nn.AvgPool2d,
-    "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d, "Flatten": nn.Flatten, "Select": Select,
-    "ColumnConv2d": ColumnConv2d,
-}
-# The layers that hold prunable weights, in a model ``build_model`` makes.
-WEIGHTED_TYPES = (nn.Conv2d, nn.Linear, ColumnConv2d)
-
-
-def build_model(config: dict[str, Any]) -> nn.Sequential:
-    """An nn.Sequential from a shrunk model's JSON config: {"layers": [{"name", "type", "args"}]}."""
-    return nn.Sequential(OrderedDict(
-        (layer["name"], LAYER_TYPES[layer["type"]](**layer["args"])) for layer in config["layers"]))
-
-
-def load_model(config: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Sequential:
-    """``build_model`` with its weights loaded, in eval mode."""
-    model = build_model(config)
-    model.load_state_dict(state)
-    return model.eval()
-
-
-def load_shrunk(folder: Path) -> nn.Sequential:
-    """Load an exported shrunk model (model.json + weights.pt)."""
-    folder = Path(folder)
-    return load_model(json.loads((folder / "model.json").read_text()),
-                      torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
-
-
-# -- tracing a model into that layer list ----------------------------------------------------
 
 class ShrinkError(ValueError):
     """The model is not a chain of layers this module can shrink exactly."""

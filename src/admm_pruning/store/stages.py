@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-from .distributed import is_launch_rank_zero, launch_job_id
+from admm_pruning.training.distributed import is_launch_rank_zero, launch_job_id
 
 log = logging.getLogger(__name__)
 

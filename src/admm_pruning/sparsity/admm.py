@@ -11,10 +11,60 @@ shape, row, column); the default is the unstructured card(W_i) <= l_i.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
 import torch
 from torch import nn
 
-from .projections import group_count, group_mask, keep_count
+from admm_pruning.sparsity.projections import group_count, group_mask, keep_count
+
+
+@dataclass(frozen=True)
+class ADMMSchedule:
+    """Everything that shapes one ADMM phase, in one object shared by one-shot and progressive ADMM.
+
+    The defaults are the authors' TF LeNet recipe (conf/pruner/admm.yaml documents each field).
+    """
+
+    optimizer: Callable[..., torch.optim.Optimizer] | None = None
+    iterations: int = 30
+    epochs_per_iteration: float = 4.5
+    batch_size: int = 50
+    rho: float = 1e-4
+    rho_scale: float = 0.5
+    rho_multiplier: float = 1.0
+    rho_max: float | None = None
+    eps: float | None = None
+    l2: float = 5e-5
+    dropout: float = 0.0
+    lr_drop_epochs: float | None = None
+    lr_drop_gamma: float = 0.1
+    lr_reset_each_iteration: bool = True
+
+    @classmethod
+    def options(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def steps_per_iteration(self, steps_per_epoch: int) -> int:
+        """Optimizer steps between two Z/U updates (fractional epochs allowed)."""
+        return max(1, round(self.epochs_per_iteration * steps_per_epoch))
+
+    def epochs(self, steps_per_epoch: int) -> float:
+        """Epochs the phase trains: ``iterations`` W-steps."""
+        return self.iterations * self.steps_per_iteration(steps_per_epoch) / steps_per_epoch
+
+    def settings(self) -> dict[str, Any]:
+        """The fields as plain data, for stage keys (the optimizer by its repr)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["optimizer"] = repr(self.optimizer)
+        return out
+
+
+def converged(residuals: dict[str, dict[str, float]], eps: float | None) -> bool:
+    """The papers' stop: every layer's primal ||W-Z||^2 AND dual ||Z'-Z||^2 at or below eps."""
+    return eps is not None and all(v <= eps for per_layer in residuals.values() for v in per_layer.values())
 
 
 def _key(layer: str) -> str:
@@ -24,26 +74,16 @@ def _key(layer: str) -> str:
 class ADMMState(nn.Module):
     """Z, U, rho and the iteration count as buffers, so a checkpoint restores all of them."""
 
-    def __init__(
-        self,
-        weights: dict[str, torch.Tensor],
-        keep: dict[str, float],
-        rho: float,
-        rho_scale: float = 0.5,
-        rho_multiplier: float = 1.0,
-        rho_max: float | None = None,
-        sparsity: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, weights: dict[str, torch.Tensor], keep: dict[str, float], schedule: ADMMSchedule,
+                 sparsity: dict[str, str] | None = None) -> None:
         super().__init__()
         self.layers = list(keep)
+        self.schedule = schedule
         self.sparsity = {name: (sparsity or {}).get(name, "unstructured") for name in self.layers}
         # l_i counts groups (entries when unstructured)
         self.k = {name: keep_count(group_count(weights[name].shape, self.sparsity[name]), keep[name])
                   for name in self.layers}
-        self.rho_scale = rho_scale
-        self.rho_multiplier = rho_multiplier
-        self.rho_max = rho_max
-        self.register_buffer("rho", torch.tensor(float(rho)))
+        self.register_buffer("rho", torch.tensor(float(schedule.rho)))
         self.register_buffer("iteration", torch.tensor(0, dtype=torch.long))
         for name in self.layers:
             w = weights[name].detach()
@@ -62,7 +102,7 @@ class ADMMState(nn.Module):
     def penalty(self, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         """sum_i rho_scale * rho * ||W_i - Z_i + U_i||_F^2 (the squared Frobenius norm)."""
         total = sum((weights[n] - self.z(n) + self.u(n)).pow(2).sum() for n in self.layers)
-        return self.rho_scale * self.rho * total
+        return self.schedule.rho_scale * self.rho * total
 
     @torch.no_grad()
     def add_penalty_grad_(self, params: dict[str, tuple[torch.Tensor, torch.Tensor | None]]) -> None:
@@ -70,14 +110,14 @@ class ADMMState(nn.Module):
 
         Same gradient as back-propagating ``penalty`` (the Caffe code adds rho * (W - Z + U)),
         without building the penalty graph every step. ``params`` maps a layer to
-        (parameter, mask or None); a masked layer's gradient stays zero where pruned.
+        (parameter, mask or None); a masked layer's gradient stays zero where pruned. rho stays a
+        tensor: reading it as a Python float would sync a GPU every step.
         """
-        c = 2.0 * self.rho_scale * float(self.rho)
         for n in self.layers:
             w, mask = params[n]
             if w.grad is None:
                 continue
-            g = (w - self.z(n) + self.u(n)).mul_(c)
+            g = (w - self.z(n) + self.u(n)).mul_(self.rho * (2.0 * self.schedule.rho_scale))
             w.grad.add_(g if mask is None else g.mul_(mask))
 
     @torch.no_grad()
@@ -95,8 +135,8 @@ class ADMMState(nn.Module):
             u.add_(w - z_new)
             z.copy_(z_new)
         self.iteration += 1
-        rho = self.rho * self.rho_multiplier
-        if self.rho_max is not None:
-            rho = rho.clamp(max=self.rho_max)
+        rho = self.rho * self.schedule.rho_multiplier
+        if self.schedule.rho_max is not None:
+            rho = rho.clamp(max=self.schedule.rho_max)
         self.rho.copy_(rho)
         return {"primal": primal, "dual": dual}

@@ -14,10 +14,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .config import ConfigError
-from .distributed import rank_sharded
-from .loggers import LoggerFactory, close_logger
-from .modules import ClassifierModule
+from admm_pruning.config import ConfigError
+from admm_pruning.training.distributed import rank_sharded
+from admm_pruning.training.loggers import LoggerFactory, close_logger
+from admm_pruning.training.modules import ClassifierModule
 
 # Data are in-memory tensors: loader workers would only add overhead.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -79,6 +79,12 @@ class StageContext:
         if isinstance(kwargs.get("strategy"), dict):
             kwargs["strategy"] = instantiate(kwargs["strategy"])
         return kwargs
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps per epoch: batches, divided by ``accumulate_grad_batches`` (Lightning
+        steps on the last, partial group of an epoch too)."""
+        accumulate = int(self.trainer_kwargs.get("accumulate_grad_batches") or 1)
+        return -(-self.data.steps_per_epoch(batch_size) // accumulate)
 
     @property
     def eval_batch_size(self) -> int:

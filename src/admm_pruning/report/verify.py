@@ -10,9 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .results import SparsityMismatchError, count_sparsity
-from .shrink import ShrinkError, load_shrunk, shrink
-from .stages import ARTIFACTS, StageResult, load_tensors, save_tensors, sha256, write_json
+from admm_pruning.export.layers import load_shrunk
+from admm_pruning.export.shrink import ShrinkError, shrink
+from admm_pruning.report.sparsity import SparsityMismatchError, count_sparsity
+from admm_pruning.store.stages import ARTIFACTS, StageResult, load_tensors, save_tensors, sha256, write_json
 
 # summary key -> count_sparsity key, for every sparsity figure a summary claims.
 CLAIMS = {"compression": "compression", "conv_compression": "conv_compression", "total_weights": "total",

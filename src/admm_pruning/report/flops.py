@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models import PRUNABLE_TYPES
-from .shrink import WEIGHTED_TYPES, ShrinkError, shrink
+from admm_pruning.export.layers import WEIGHTED_TYPES
+from admm_pruning.export.shrink import ShrinkError, shrink
+from admm_pruning.models.layers import PRUNABLE_TYPES
 
 FLOPS_DEFINITION = (
     "FLOPs for one input (batch 1), conv and linear layers only, counted by "

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .masks import apply_masks, global_magnitude_masks, magnitude_masks, remove_masks
-from .models import prunable_layers
-from .projections import keep_count
-from .stages import StageCache, atomic_write
-from .targets import scale_profile
-from .training import StageContext
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.sparsity.masks import apply_masks, global_magnitude_masks, magnitude_masks, remove_masks
+from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.sparsity.targets import scale_profile
+from admm_pruning.store.stages import StageCache, atomic_write
+from admm_pruning.training.context import StageContext
 
 PROFILES = ("preset", "sensitivity", "global_magnitude")
 

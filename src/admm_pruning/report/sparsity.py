@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .stages import atomic_write
+from admm_pruning.store.stages import atomic_write
 
 
 class SparsityMismatchError(RuntimeError):

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .models import prunable_layers
-from .projections import group_count, group_mask, keep_count, topk_mask
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.sparsity.projections import group_count, group_mask, keep_count, topk_mask
 
 
 class Mask(nn.Module):

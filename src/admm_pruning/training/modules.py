@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from .admm import ADMMState
-from .distributed import broadcast_
-from .masks import weight_param
-from .models import num_outputs, prunable_layers
+from admm_pruning.models.layers import num_outputs, prunable_layers
+from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState, converged
+from admm_pruning.sparsity.masks import weight_param
+from admm_pruning.training.distributed import broadcast_
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -81,8 +81,13 @@ class ClassifierModule(pl.LightningModule):
         return loss
 
     @torch.no_grad()
-    def on_after_backward(self) -> None:
-        """L2 as its gradient, l2 * W (= d/dW of l2/2 ||W||^2), added in place."""
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """L2 as its gradient, l2 * W (= d/dW of l2/2 ||W||^2), added in place.
+
+        Here, not after backward: Lightning unscales mixed-precision gradients just before this
+        hook (a term added earlier would be divided by the loss scale), and with gradient
+        accumulation this hook runs once per optimizer step, not once per batch.
+        """
         if self.l2:
             for w, mask in self.weight_params().values():
                 if w.grad is not None:
@@ -122,11 +127,11 @@ class ClassifierModule(pl.LightningModule):
 
 class ADMMModule(ClassifierModule):
     """W-step = task loss + L2 + rho_scale * rho * sum ||W - Z + U||^2 (the penalty enters as its
-    exact gradient, see ``ADMMState.add_penalty_grad_``); every
-    ``steps_per_iteration`` optimizer steps the Z- and U-steps run and the residuals are logged.
+    exact gradient, see ``ADMMState.add_penalty_grad_``); every ``steps_per_iteration`` optimizer
+    steps the Z- and U-steps run and the residuals are logged.
 
-    Training stops after ``iterations`` updates, or earlier once every layer's primal and dual
-    residuals are <= eps.
+    Training stops after ``schedule.iterations`` updates, or earlier once every layer's primal and
+    dual residuals are <= ``schedule.eps``.
 
     Under DDP the weights are identical on every rank after each optimizer step, so every rank
     projects to the same Z; rank 0's Z, U, rho and stop decision are still broadcast after each
@@ -134,45 +139,30 @@ class ADMMModule(ClassifierModule):
     DDP's per-forward buffer broadcast switched off (conf/trainer/ddp.yaml).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: OptimizerFactory,
-        keep: dict[str, float],
-        steps_per_iteration: int,
-        iterations: int,
-        rho: float,
-        rho_scale: float = 0.5,
-        rho_multiplier: float = 1.0,
-        rho_max: float | None = None,
-        eps: float | None = None,
-        l2: float = 0.0,
-        lr_drop_steps: int | None = None,
-        lr_drop_gamma: float = 0.1,
-        lr_reset_each_iteration: bool = True,
-        num_classes: int | None = None,
-    ) -> None:
-        super().__init__(model, optimizer, l2=l2, num_classes=num_classes, stage="admm")
-        self.steps_per_iteration = steps_per_iteration
-        self.iterations = iterations
-        self.eps = eps
-        self.lr_drop_steps = lr_drop_steps
-        self.lr_drop_gamma = lr_drop_gamma
-        self.lr_reset_each_iteration = lr_reset_each_iteration
-        self.admm = ADMMState(
-            {n: w for n, w in self.layer_weights().items() if n in keep}, keep, rho,
-            rho_scale=rho_scale, rho_multiplier=rho_multiplier, rho_max=rho_max)
+    def __init__(self, model: nn.Module, schedule: ADMMSchedule, keep: dict[str, float],
+                 steps_per_epoch: int, sparsity: dict[str, str] | None = None,
+                 num_classes: int | None = None) -> None:
+        super().__init__(model, schedule.optimizer, l2=schedule.l2, num_classes=num_classes, stage="admm")
+        self.schedule = schedule
+        self.steps_per_epoch = steps_per_epoch
+        self.steps_per_iteration = schedule.steps_per_iteration(steps_per_epoch)
+        self.admm = ADMMState({n: w for n, w in self.layer_weights().items() if n in keep}, keep, schedule, sparsity)
         self.history: list[dict[str, Any]] = []
         self.converged = False
+        self._updated_at = -1  # the optimizer step of the last Z/U update
 
     @torch.no_grad()
-    def on_after_backward(self) -> None:
-        super().on_after_backward()
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)
         self.admm.add_penalty_grad_(self.weight_params())
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.global_step % self.steps_per_iteration:
+        """The Z/U update, once per ``steps_per_iteration`` optimizer steps (with gradient
+        accumulation several batches end on the same optimizer step: only the first counts)."""
+        step = self.trainer.global_step
+        if step == 0 or step % self.steps_per_iteration or step == self._updated_at:
             return
+        self._updated_at = step
         rho = self.admm.rho.item()
         res = self.admm.update(self.layer_weights())
         broadcast_(self.admm.buffers())
@@ -183,20 +173,19 @@ class ADMMModule(ClassifierModule):
                 self.log(f"admm/{kind}/{layer}", value, on_step=True, on_epoch=False)
         self.log("admm/rho", rho, on_step=True, on_epoch=False)
         self.log("admm/iteration", float(it), on_step=True, on_epoch=False)
-        if self.eps is not None and all(v <= self.eps for r in res.values() for v in r.values()):
-            self.converged = True
-        self.converged = bool(self.trainer.strategy.broadcast(self.converged, src=0))
+        self.converged = bool(self.trainer.strategy.broadcast(converged(res, self.schedule.eps), src=0))
         # Stopped here rather than by Trainer(max_steps): Lightning resumes an end-of-epoch
         # checkpoint exactly only in max_epochs mode.
-        if self.converged or it >= self.iterations:
+        if self.converged or it >= self.schedule.iterations:
             self.trainer.should_stop = True
 
     def configure_optimizers(self) -> Any:
         opt = self.optimizer_factory(self.model.parameters())
-        if not self.lr_drop_steps:
+        if not self.schedule.lr_drop_epochs:
             return opt
-        period, drop, gamma = self.steps_per_iteration, self.lr_drop_steps, self.lr_drop_gamma
-        reset = self.lr_reset_each_iteration
+        period = self.steps_per_iteration
+        drop = max(1, round(self.schedule.lr_drop_epochs * self.steps_per_epoch))
+        gamma, reset = self.schedule.lr_drop_gamma, self.schedule.lr_reset_each_iteration
 
         def factor(step: int) -> float:
             return gamma ** ((step % period if reset else step) // drop)
@@ -208,8 +197,10 @@ class ADMMModule(ClassifierModule):
         super().on_save_checkpoint(checkpoint)
         checkpoint["admm_history"] = self.history
         checkpoint["admm_converged"] = self.converged
+        checkpoint["admm_updated_at"] = self._updated_at
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.history = list(checkpoint.get("admm_history", []))
         self.converged = bool(checkpoint.get("admm_converged", False))
+        self._updated_at = int(checkpoint.get("admm_updated_at", -1))

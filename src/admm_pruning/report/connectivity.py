@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .models import prunable_layers
+from admm_pruning.models.layers import prunable_layers
 
 
 def _reach(mask: torch.Tensor, alive_in: torch.Tensor, groups: int) -> torch.Tensor:

@@ -1,0 +1,107 @@
+"""Magnitude baselines: one-shot to the targets, one global threshold, and iterative magnitude
+pruning to the targets over rounds (Han et al.'s schedule without Han's own recipe)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.pruners.base import PruneJob, Pruner, PruneResult
+from admm_pruning.sparsity.masks import apply_masks, global_magnitude_masks, magnitude_masks, remove_masks
+from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.store.stages import load_tensors, save_tensors
+from admm_pruning.training.modules import OptimizerFactory
+from admm_pruning.training.recipe import Recipe, train
+
+
+class OneShotPruner(Pruner):
+    """Magnitude pruning to the targets in one step: ADMM with the ADMM removed."""
+
+    name = "oneshot"
+
+    def masks(self, model: nn.Module, keep: dict[str, float]) -> dict[str, torch.Tensor]:
+        return magnitude_masks(model, keep)
+
+    def prune(self, job: PruneJob) -> PruneResult:
+        return PruneResult(self.masks(job.model, job.keep))
+
+
+class GlobalMagnitudePruner(OneShotPruner):
+    """One magnitude threshold across the target layers, keeping as many weights in total as the
+    per-layer targets do (so compressions match); the per-layer split is the method's choice."""
+
+    name = "global_magnitude"
+
+    def masks(self, model: nn.Module, keep: dict[str, float]) -> dict[str, torch.Tensor]:
+        layers = prunable_layers(model)
+        k = sum(keep_count(layers[n].weight.numel(), f) for n, f in keep.items())
+        return global_magnitude_masks(model, list(keep), k)
+
+
+def dropout_for(p0: float, masks: dict[str, torch.Tensor], layer: str | None) -> float:
+    """Han et al. 2015: D_r = D_o * sqrt(C_ir / C_io), C the pruned layer's connections."""
+    if layer not in masks:
+        return p0
+    return p0 * (int(masks[layer].sum()) / masks[layer].numel()) ** 0.5
+
+
+class IterativeMagnitudePruner(Pruner):
+    """``rounds`` of prune-then-retrain with surviving weights kept: round r keeps keep_i ** (r /
+    rounds) of each layer by exact top-k magnitude, so the last round lands on the targets.
+
+    Rounds 1..R-1 retrain by this pruner's recipe (dropout scaled by the density of
+    ``dropout_layer``, as Han et al.); the last round's retraining is the final retrain stage,
+    with the shared recipe. Each round is a cached sub-stage of the prune stage.
+    """
+
+    name = "iterative_magnitude"
+
+    def __init__(self, optimizer: OptimizerFactory, rounds: int = 3, epochs_per_round: int = 2,
+                 batch_size: int = 50, l2: float = 5e-5, dropout: float = 0.5,
+                 dropout_layer: str | None = None) -> None:
+        self.optimizer, self.rounds, self.epochs_per_round = optimizer, rounds, epochs_per_round
+        self.batch_size, self.l2, self.dropout, self.dropout_layer = batch_size, l2, dropout, dropout_layer
+
+    def pruning_epochs(self, steps_per_epoch: Callable[[int], int], keep: dict[str, float],
+                       sizes: dict[str, int]) -> float:
+        return float((self.rounds - 1) * self.epochs_per_round)
+
+    def round_masks(self, model: nn.Module, keep: dict[str, float], r: int) -> tuple[dict[str, torch.Tensor],
+                                                                                      dict[str, Any]]:
+        """Round r's masks and what to record about them."""
+        return magnitude_masks(model, {n: f ** (r / self.rounds) for n, f in keep.items()}), {}
+
+    def round_recipe(self, masks: dict[str, torch.Tensor]) -> Recipe:
+        return Recipe(epochs=self.epochs_per_round, batch_size=self.batch_size, optimizer=self.optimizer,
+                      l2=self.l2, dropout=dropout_for(self.dropout, masks, self.dropout_layer))
+
+    def prune(self, job: PruneJob) -> PruneResult:
+        history: list[dict[str, Any]] = []
+        for r in range(1, self.rounds + 1):
+            remove_masks(job.model)
+            masks, info = self.round_masks(job.model, job.keep, r)
+            apply_masks(job.model, masks)
+            entry = {"round": r, "kept": {n: int(m.sum()) for n, m in masks.items()}, **info}
+            if r < self.rounds:
+                entry.update(self._retrain_round(job, masks, r))
+            history.append(entry)
+        return PruneResult(masks, {"rounds": history})
+
+    def _retrain_round(self, job: PruneJob, masks: dict[str, torch.Tensor], r: int) -> dict[str, Any]:
+        """Round r's retraining as a cached sub-stage; a resumed run continues from its weights."""
+        recipe = self.round_recipe(masks)
+
+        def compute(d: Path, resume: Path | None) -> dict[str, Any]:
+            train(job.ctx, job.model, recipe, f"round{r}-retrain", d, resume)
+            save_tensors(d / "weights.pt", {k: v.detach().cpu() for k, v in job.model.state_dict().items()})
+            return {"dropout": recipe.dropout, "acc": job.ctx.evaluate(job.model)}
+
+        done = job.cache.run(f"round{r}", {"round": r, "recipe": recipe.settings()}, compute)
+        if done.cached:
+            job.model.load_state_dict(load_tensors(done.dir / "weights.pt"))
+        return {k: done.metrics[k] for k in ("dropout", "acc")}

@@ -1,0 +1,199 @@
+"""Progressive ADMM (Ye et al.): reach an extreme target in rounds of moderate steps.
+
+Each round starts from the previous round's masked model, runs ADMM towards the round's
+target (the projection only ever sees the surviving weights: pruned weights are held at zero
+by their masks, so W, Z and U all vanish there), hard-prunes inside the old support, and
+retrains with the mask fixed. The last round's retraining is the shared retrain stage.
+
+Rounds are cached stages of their own, keyed by the exact starting weights and masks they
+were given, so a crash in round 3 resumes there and a later run with a higher final target
+reuses every round the two chains share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.pruners.admm import admm_phase
+from admm_pruning.pruners.base import PruneJob, Pruner, PruneResult
+from admm_pruning.sparsity.admm import ADMMSchedule
+from admm_pruning.sparsity.masks import apply_masks, current_masks, plain_state_dict, remove_masks
+from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.sparsity.targets import scale_profile
+from admm_pruning.store.stages import StageCache, StageResult, load_tensors, save_tensors
+from admm_pruning.training.context import StageContext
+from admm_pruning.training.modules import OptimizerFactory
+from admm_pruning.training.recipe import Recipe, train
+
+State = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]  # (plain weights, masks)
+
+
+def round_targets(final: float, step: float, targets: list[float] | None = None) -> list[float]:
+    """Overall compression per round, ending exactly at ``final``.
+
+    With ``targets`` given they are used as they are (the last must be ``final``). Otherwise the
+    chain is step, step^2, ... (below final / sqrt(step), so no round is a sliver) then final:
+    step 3 gives 3, 9, 27, 71 for 71x and 3, 9, 27, 81, 167 for 167x, so chains share prefixes.
+    """
+    if targets:
+        out = [float(t) for t in targets]
+        if any(b <= a for a, b in zip(out, out[1:], strict=False)) or not math.isclose(out[-1], final):
+            raise ValueError(f"pruner.targets={out}: must increase and end at the final {final:g}x")
+        return out
+    if step <= 1:
+        raise ValueError(f"pruner.step={step}: must be > 1")
+    out, c = [], step
+    while c < final / math.sqrt(step):
+        out.append(c)
+        c *= step
+    return [*out, float(final)]
+
+
+def _fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """Content hash of a state: the key that ties a round to the exact model it started from."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class ProgressiveADMMPruner(Pruner):
+    """Defaults follow the progressive code (shared reference s.3-4): penalty rho/2 ||W-Z+U||^2,
+    rho from 1e-3 x1.3 at each Z/U update, lr schedule reset every ADMM interval, target stepped
+    up about 3x per round, masked retraining between rounds. The ADMM phase of every round is the
+    one ``ADMMPruner`` runs, with the same ``ADMMSchedule`` options.
+
+    Candidates: each round trains ``candidates`` ADMM runs (different seeds) from each of the
+    ``keep_best`` survivors of the previous round and keeps the ``keep_best`` with the highest
+    *validation* accuracy after the round's retraining. keep_best = candidates = 1 is the chain.
+    """
+
+    name = "admm_progressive"
+
+    def __init__(self, retrain_optimizer: OptimizerFactory, step: float = 3.0, targets: list[float] | None = None,
+                 profile: dict[str, float] | None = None, round_retrain_epochs: int = 40, retrain_l2: float = 0.0,
+                 retrain_dropout: float = 0.5, candidates: int = 1, keep_best: int = 1,
+                 sparsity: dict[str, str] | None = None, **schedule: Any) -> None:
+        if candidates < 1 or keep_best < 1:
+            raise ValueError(f"pruner.candidates={candidates}, pruner.keep_best={keep_best}: both must be >= 1")
+        self.schedule = ADMMSchedule(**schedule)
+        self.step, self.targets = step, list(targets) if targets else None
+        self.profile = dict(profile) if profile else None
+        self.round_recipe = Recipe(epochs=round_retrain_epochs, batch_size=self.schedule.batch_size,
+                                   optimizer=retrain_optimizer, l2=retrain_l2, dropout=retrain_dropout)
+        self.candidates, self.keep_best = candidates, keep_best
+        self.sparsity = dict(sparsity or {})
+
+    @classmethod
+    def options(cls) -> tuple[str, ...]:
+        return (*super().options(), *ADMMSchedule.options())
+
+    def rounds(self, sizes: dict[str, int], keep: dict[str, float]) -> list[dict[str, float]]:
+        """Per-layer keep fractions of every round; the last is ``keep`` itself.
+
+        Intermediate rounds scale ``profile`` (prune.keep as written), not the final targets,
+        whose rounding depends on the final factor: so chains to different finals agree on
+        their shared rounds exactly and reuse them.
+        """
+        chain = round_targets(_compression(sizes, keep), self.step, self.targets)
+        return [scale_profile(sizes, self.profile or keep, c) for c in chain[:-1]] + [dict(keep)]
+
+    def pruning_epochs(self, steps_per_epoch: Callable[[int], int], keep: dict[str, float],
+                       sizes: dict[str, int]) -> float:
+        """Epochs one chain trains: ADMM in every round plus the retraining between rounds
+        (the last round's retraining is the shared retrain stage). Candidates multiply it;
+        the summary records both."""
+        n = len(self.rounds(sizes, keep))
+        return n * self.schedule.epochs(steps_per_epoch(self.schedule.batch_size)) + (n - 1) * self.round_recipe.epochs
+
+    def prune(self, job: PruneJob) -> PruneResult:
+        sizes = {n: m.weight.numel() for n, m in prunable_layers(job.model).items()}
+        plan = self.rounds(sizes, job.keep)
+        survivors: list[State] = [(plain_state_dict(job.model), {})]
+        history: list[dict[str, Any]] = []
+        for r, round_keep in enumerate(plan, start=1):
+            last = r == len(plan)
+            scored = [self._candidate(job, r, round_keep, state, cand, last)
+                      for state in survivors for cand in range(self.candidates)]
+            # Candidate selection on the validation split (never test); ties keep the first.
+            best = sorted(scored, key=lambda s: -(s.metrics["val_acc"] or 0.0))[: 1 if last else self.keep_best]
+            history += [{"round": r, "compression": _compression(sizes, round_keep), "stage_dir": str(s.dir),
+                         "cached": s.cached, "selected": any(s is b for b in best), "val_acc": s.metrics["val_acc"]}
+                        for s in scored]
+            survivors = [(load_tensors(s.dir / "weights.pt"), load_tensors(s.dir / "masks.pt")) for s in best]
+        weights, masks = survivors[0]
+        _load(job.model, weights, masks)
+        per_chain = self.pruning_epochs(job.ctx.steps_per_epoch, job.keep, sizes)
+        return PruneResult(masks, {"rounds": history, "round_keep": plan, "pruning_epochs_per_chain": per_chain,
+                                   "pruning_epochs_all_candidates": per_chain * self.candidates * self.keep_best})
+
+    def _candidate(self, job: PruneJob, r: int, keep: dict[str, float], state: State, cand: int,
+                   last: bool) -> StageResult:
+        """One candidate of round r: ADMM from ``state`` (then, unless last, the round's retraining),
+        each a stage keyed by everything that shaped it, in the folder shared by all runs."""
+        cache = StageCache(job.dir.parent)
+        ctx = replace(job.ctx, seed=job.ctx.seed + 1000 * r + cand)
+        start = _fingerprint({**state[0], **{f"mask:{k}": v for k, v in state[1].items()}})
+        admm_key = {"start": start, "keep": keep, "seed": ctx.seed, "admm": self.schedule.settings(),
+                    "sparsity": self.sparsity, "context": job.key}
+
+        def admm(d: Path, resume: Path | None) -> dict[str, Any]:
+            _load(job.model, *state)
+            masks, record = admm_phase(ctx, job.model, keep, self.schedule, self.sparsity, d, resume)
+            admm_val = _val_acc(ctx, job.model)
+            _load(job.model, plain_state_dict(job.model), masks)
+            return {"admm_val_acc": admm_val, **_save(ctx, job.model, masks, d), **record}
+
+        done = cache.run("progressive-admm", admm_key, admm)
+        if last:
+            return done
+
+        def retrain(d: Path, resume: Path | None) -> dict[str, Any]:
+            _load(job.model, load_tensors(done.dir / "weights.pt"), load_tensors(done.dir / "masks.pt"))
+            train(ctx, job.model, self.round_recipe, "round-retrain", d, resume)
+            return _save(ctx, job.model, current_masks(job.model), d)
+
+        return cache.run("progressive-retrain", {"parent": admm_key, "recipe": self.round_recipe.settings()}, retrain)
+
+
+def _load(model: nn.Module, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+    remove_masks(model)
+    model.load_state_dict(weights)
+    if masks:
+        apply_masks(model, masks)
+
+
+def _save(ctx: StageContext, model: nn.Module, masks: dict[str, torch.Tensor], d: Path) -> dict[str, Any]:
+    """A round's result: masked weights and masks on disk, its kept counts and validation score."""
+    save_tensors(d / "weights.pt", plain_state_dict(model))
+    save_tensors(d / "masks.pt", masks)
+    return {"val_acc": _val_acc(ctx, model), "kept": {n: int(m.sum()) for n, m in masks.items()}}
+
+
+def _fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """Content hash of a state: the key that ties a round to the exact model it started from."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _compression(sizes: dict[str, int], keep: dict[str, float]) -> float:
+    kept = sum(keep_count(sizes[n], keep[n]) if n in keep else s for n, s in sizes.items())
+    return sum(sizes.values()) / kept
+
+
+def _val_acc(ctx: StageContext, model: nn.Module) -> float | None:
+    """Validation accuracy, the only score candidates are chosen by; None without a val split."""
+    return ctx.evaluate(model, "val") if len(ctx.data.setup().val) else None

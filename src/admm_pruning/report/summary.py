@@ -1,0 +1,87 @@
+"""The run's summary: measured from the files the stages left, verified against them, then
+written as summary.json and table.md and logged."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from admm_pruning.models.layers import prunable_layers
+from admm_pruning.report.connectivity import connectivity
+from admm_pruning.report.flops import flop_report
+from admm_pruning.report.sparsity import count_sparsity, table_rows, write_table
+from admm_pruning.report.verify import verify_export, verify_sparsity
+from admm_pruning.store.stages import StageResult, atomic_write, load_tensors, write_json
+from admm_pruning.training.context import StageContext
+from admm_pruning.training.distributed import is_launch_rank_zero
+from admm_pruning.training.loggers import LoggerFactory, log_summary
+
+log = logging.getLogger("admm_pruning")
+
+# Stage metrics copied into the summary.
+SCORES = ("dense_acc", "dense_val_acc", "admm_acc", "pruned_acc", "final_acc", "final_val_acc", "dense_top5",
+          "final_top5")
+
+
+def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], plan: Any, pruner: Any,
+                  final: nn.Module, start: float) -> dict[str, Any]:
+    """Every figure from the stages' files and metrics; nothing from the config but labels."""
+    final_dir = stages["retrain"].dir
+    masks = load_tensors(final_dir / "masks.pt")
+    sparsity = count_sparsity(load_tensors(final_dir / "weights.pt"), list(prunable_layers(final)), masks)
+    types = getattr(pruner, "sparsity", {}) or {}
+    return {
+        "experiment": cfg.experiment_name, "data": cfg.data.name, "pruner": pruner.name, "model": cfg.model.name,
+        "seed": cfg.seed, "split_seed": cfg.data.split_seed,
+        **{k: v for s in stages.values() for k, v in s.metrics.items() if k in SCORES},
+        "compression": sparsity["compression"], "conv_compression": sparsity["conv_compression"],
+        "sparsity": {n: types.get(n, "unstructured") for n in plan.keep},
+        "flops": flop_report(final, next(iter(ctx.data.loader("test", 1)))[0]),
+        "target_compression": plan.target_compression, "keep": plan.keep, "profile": plan.profile,
+        "connectivity": connectivity(final, masks),
+        "pruning_epochs": plan.pruning_epochs, "retrain_epochs": plan.retrain_epochs,
+        "budget_epochs": plan.budget_epochs,
+        "retrain_recipe": stages["retrain"].metrics.get("recipe"),
+        "total_weights": sparsity["total"], "nonzero_weights": sparsity["nonzero"],
+        "per_layer": sparsity["per_layer"],
+        "stage_seconds": {s.name: s.metrics["seconds"] for s in stages.values()},
+        "stage_cached": {s.name: s.cached for s in stages.values()},
+        "stage_dirs": {s.name: str(s.dir) for s in stages.values()},
+        "admm": {k: stages["prune"].metrics.get(k) for k in ("iterations_run", "converged", "steps_per_iteration")},
+        "compute_seconds": sum(s.metrics["seconds"] for s in stages.values()),
+        "wall_seconds": time.perf_counter() - start,  # this invocation: small when stages were reused
+        "paper": OmegaConf.to_container(cfg.paper, resolve=True) if cfg.get("paper") else None,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def publish(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], plan: Any, pruner: Any,
+            final: nn.Module, logger_factory: LoggerFactory | None, start: float) -> dict[str, Any]:
+    """Verify the summary against the files on disk, export the shrunk model, then write and log."""
+    summary = build_summary(cfg, ctx, stages, plan, pruner, final, start)
+    if not is_launch_rank_zero():  # DDP: every rank ran the stages; rank 0 publishes
+        return summary
+    layers = list(prunable_layers(final))
+    verify_sparsity(summary, stages["retrain"], stages["prune"].dir, layers)  # before anything is published
+    summary["export_dir"] = str(Path(cfg.paths.artifacts_dir) / "exports" / stages["retrain"].dir.name)
+    summary["export"] = verify_export(final, next(iter(ctx.data.loader("test", 256)))[0], Path(summary["export_dir"]))
+    out = Path(cfg.paths.results_dir) / cfg.results_subdir
+    if summary["connectivity"]["disconnected"]:
+        log.warning("disconnected network: some output classes receive no signal from the input (%s)",
+                    summary["connectivity"]["per_layer"])
+    if "scan_dir" in plan.profile:  # the sensitivity scan travels with the run's results
+        for f in ("sensitivity.md", "sensitivity.png"):
+            blob = (Path(plan.profile["scan_dir"]) / f).read_bytes()
+            atomic_write(out / f, lambda p, b=blob: p.write_bytes(b))
+    write_json(out / "summary.json", summary)
+    write_table(out / "table.md", summary)
+    cols, rows = table_rows(summary)
+    log_summary(logger_factory, summary, rows, cols, save_dir=str(stages["retrain"].dir))
+    log.info("compression %.2fx, dense %.4f -> final %.4f; wrote %s", summary["compression"],
+             summary["dense_acc"], summary["final_acc"], out)
+    return summary

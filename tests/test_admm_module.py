@@ -1,0 +1,132 @@
+"""The ADMM W-step as Lightning runs it: the gradient the optimizer applies, under fp32, fp16 mixed
+precision and gradient accumulation; Z/U updates gated on optimizer steps; what rho does to the
+primal residual; and the hard prune keeping the top-k of W."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.plugins.precision import MixedPrecision
+from torch.utils.data import DataLoader, TensorDataset
+
+from admm_pruning.models.lenet import LeNet300
+from admm_pruning.pruners.admm import hard_prune
+from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState
+from admm_pruning.training.modules import ADMMModule
+
+KEEP = {"fc1": 0.1, "fc2": 0.2}
+L2, RHO = 1e-2, 1.0
+
+
+def loader(n: int = 64, batch: int = 8) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return DataLoader(data, batch_size=batch, shuffle=False)
+
+
+class Recording(ADMMModule):
+    """Keeps the batches it trains on, so the test can recompute the task gradient."""
+
+    def training_step(self, batch, batch_idx):
+        self.batches.append(batch)
+        return super().training_step(batch, batch_idx)
+
+
+def fit(precision: str = "32-true", accumulate: int = 1, steps_per_epoch: int = 8, epochs_per_iteration=100.0,
+        iterations: int = 1000, rho: float = RHO, optimizer=None, max_steps: int = 3, epochs: int = 1):
+    """Trains LeNet-300 with ADMMModule; returns the module and, per optimizer step, the gradient the
+    optimizer applied with the weights, Z, U and rho it was applied at."""
+    torch.manual_seed(0)
+    steps: list[dict] = []
+    holder: dict = {}
+
+    class RecordingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            if closure is not None:  # fp32: Lightning runs forward, backward and its hooks in here
+                with torch.enable_grad():
+                    closure()
+            m = holder["module"]
+            steps.append({"grad": {n: m.model.get_submodule(n).weight.grad.clone() for n in KEEP},
+                          "w": {n: m.model.get_submodule(n).weight.detach().clone() for n in KEEP},
+                          "state": {k: v.clone() for k, v in m.model.state_dict().items()},
+                          "z": {n: m.admm.z(n).clone() for n in KEEP}, "u": {n: m.admm.u(n).clone() for n in KEEP},
+                          "rho": float(m.admm.rho), "batches": len(m.batches)})
+            return super().step()
+
+    schedule = ADMMSchedule(optimizer=optimizer or (lambda p: RecordingSGD(p, lr=0.01)), iterations=iterations,
+                            epochs_per_iteration=epochs_per_iteration, rho=rho, l2=L2, batch_size=8)
+    module = Recording(LeNet300(), schedule, KEEP, steps_per_epoch)
+    module.batches, holder["module"] = [], module
+    # Lightning turns "16-mixed" into bf16 on CPU; the fp16 plugin with its GradScaler (as on a GPU)
+    # is given explicitly so that loss scaling is exercised here.
+    amp = {"plugins": [MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))]} \
+        if precision == "16-mixed" else {"precision": precision}
+    trainer = pl.Trainer(accelerator="cpu", **amp, accumulate_grad_batches=accumulate,
+                         max_steps=max_steps, max_epochs=epochs, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, loader())
+    return module, steps
+
+
+def task_grad(state: dict, batches: list, n: str) -> torch.Tensor:
+    """d/dW of the mean cross-entropy over ``batches`` (as accumulation averages), in fp32."""
+    net = LeNet300()
+    net.load_state_dict(state)
+    return torch.autograd.grad(sum(F.cross_entropy(net(x), y) for x, y in batches) / len(batches),
+                               net.get_submodule(n).weight)[0]
+
+
+@pytest.mark.parametrize("precision, accumulate, atol", [
+    ("32-true", 1, 1e-6),
+    ("16-mixed", 1, 5e-3),   # fp16 gradients are unscaled only after backward's hooks
+    ("32-true", 2, 1e-6),    # accumulation: the penalty once per optimizer step, not once per batch
+])
+def test_applied_gradient_is_task_plus_l2_plus_rho_times_residual(precision, accumulate, atol):
+    module, steps = fit(precision, accumulate)
+    assert len(steps) == 3
+    for i, s in enumerate(steps):
+        batches = module.batches[s["batches"] - accumulate: s["batches"]]
+        for n in KEEP:
+            w, z, u = s["w"][n], s["z"][n], s["u"][n]
+            expected = task_grad(s["state"], batches, n) + L2 * w + s["rho"] * (w - z + u)
+            penalty = (s["rho"] * (w - z + u)).abs().max()
+            assert penalty > 5 * atol, "the penalty must be large enough to be seen"
+            assert torch.allclose(s["grad"][n], expected, atol=atol, rtol=1e-3), (i, n, precision, accumulate)
+
+
+def test_z_u_updates_follow_optimizer_steps_under_accumulation():
+    """8 batches per epoch, 2 per optimizer step: 4 optimizer steps; an update every 2 of them
+    (epochs_per_iteration 0.5 of 4 steps) gives updates after steps 2 and 4, not before any step."""
+    module, steps = fit(accumulate=2, steps_per_epoch=4, epochs_per_iteration=0.5, iterations=2, max_steps=-1)
+    assert len(steps) == 4
+    assert [h["iteration"] for h in module.history] == [1, 2] and int(module.admm.iteration) == 2
+    changed = [i for i in range(1, 4) if not torch.equal(steps[i]["z"]["fc1"], steps[i - 1]["z"]["fc1"])]
+    assert changed == [2]  # Z first changes between optimizer steps 2 and 3 (after the update at step 2)
+
+
+def test_rho_drives_the_primal_residual_down():
+    """Same data, steps and updates; rho = 1 against rho -> 0: the penalty is what makes W meet Z."""
+    def primal(rho: float) -> float:
+        module, _ = fit(rho=rho, steps_per_epoch=8, epochs_per_iteration=1.0, iterations=5, max_steps=-1, epochs=5,
+                        optimizer=lambda p: torch.optim.SGD(p, lr=0.05))
+        return sum(module.history[-1]["primal"].values())
+
+    strong, weak = primal(1.0), primal(1e-8)
+    assert strong < 0.05 * weak, (strong, weak)
+
+
+def test_hard_prune_keeps_the_top_k_of_w_not_of_z():
+    """After ADMM, Z = Proj(W + U) can rank entries differently from W; the prune keeps W's l_i largest."""
+    torch.manual_seed(0)
+    model = LeNet300()
+    w = model.fc3.weight.detach()
+    state = ADMMState({"fc3": w}, {"fc3": 0.1}, ADMMSchedule())
+    state.u("fc3").copy_(-w + torch.randn_like(w) * w.abs().mean())  # W + U: a different ranking
+    state.update({"fc3": w})
+    masks = hard_prune(model, {"fc3": 0.1})
+    k = 100
+    assert int(masks["fc3"].sum()) == k
+    assert torch.equal(masks["fc3"], w.abs() >= w.abs().flatten().topk(k).values[-1])
+    assert not torch.equal(masks["fc3"], state.z("fc3") != 0)
