@@ -187,6 +187,90 @@ def _to_columns(layer: dict[str, Any], state: dict[str, torch.Tensor], min_savin
     return [len(index), w.shape[1]]
 
 
+def _chain_inputs(model: nn.Module, chain: Chain, example: torch.Tensor, atol: float) -> list[torch.Tensor]:
+    """The input of every layer of the traced chain on a probe batch, after checking that the
+    chain reproduces the model's output."""
+    was_training = model.training
+    model.eval()
+    probe = torch.randn((2, *example.shape[1:]), generator=torch.Generator().manual_seed(0), dtype=example.dtype)
+    device = next(model.parameters()).device
+    inputs = []
+    with torch.no_grad():
+        reference = model(probe.to(device)).cpu()
+        x = probe
+        for m in load_model({"layers": chain.layers}, chain.state):
+            inputs.append(x)
+            x = m(x)
+    model.train(was_training)
+    if x.shape != reference.shape or not torch.allclose(x, reference, atol=atol, rtol=1e-4):
+        raise ShrinkError("the traced layer chain does not reproduce the model's output")
+    return inputs
+
+
+def _remove_units(layers: list[dict[str, Any]], state: dict[str, torch.Tensor], i: int, j: int,
+                  consumer_input: torch.Tensor, atol: float) -> tuple[int, int]:
+    """Delete producer i's dead or unused output units (and consumer j's inputs from them),
+    folding a dead unit's constant output into j's bias; returns (kept, total) units."""
+    p, c = layers[i]["name"], layers[j]["name"]
+    between = layers[i + 1:j]
+    if any(b["type"] not in PER_CHANNEL or b["args"].get("start_dim", 1) != 1
+           or b["args"].get("end_dim", -1) != -1 for b in between):
+        raise ShrinkError(f"{p} -> {c}: only per-channel ops ({', '.join(PER_CHANNEL)}; flatten from "
+                          "dim 1) may sit between two layers")
+    wp, wc = state[f"{p}.weight"], state[f"{c}.weight"]
+    units = wp.shape[0]
+    if wc.shape[1] % units or consumer_input.dim() != wc.dim():
+        raise ShrinkError(f"{p} -> {c}: {c}'s inputs do not line up with {p}'s outputs")
+    wc3 = wc.reshape(wc.shape[0], units, -1)  # consumer inputs grouped by producer unit
+    act = consumer_input.reshape(consumer_input.shape[0], units, -1)
+    const = act.mean(dim=(0, 2))
+    constant = (act - const[None, :, None]).abs().amax(dim=(0, 2)) <= atol * (1 + const.abs())
+    dead = (torch.count_nonzero(wp.reshape(units, -1), dim=1) == 0) & constant
+    if layers[j]["type"] == "Conv2d" and _has_padding(layers[j]):
+        dead &= const == 0  # a padded conv sees the constant with zero borders: not a bias
+    remove = dead | (torch.count_nonzero(wc3, dim=(0, 2)) == 0)
+    if remove.all():
+        remove[0] = False  # a layer keeps at least one unit
+    keep = (~remove).nonzero().flatten()
+    delta = (wc3[:, remove] * const[remove][None, :, None]).sum(dim=(1, 2))  # zero for unused units
+    if delta.any():
+        state[f"{c}.bias"] = state.get(f"{c}.bias", torch.zeros_like(delta)) + delta
+        layers[j]["args"]["bias"] = True
+    _slice(state, p, ("weight", "bias"), 0, keep)
+    for b in between:
+        if b["type"].startswith("BatchNorm"):
+            _slice(state, b["name"], ("weight", "bias", "running_mean", "running_var"), 0, keep)
+            b["args"]["num_features"] = len(keep)
+    state[f"{c}.weight"] = wc3[:, keep].reshape(wc.shape[0], -1, *wc.shape[2:]).clone()
+    layers[i]["args"][_OUT[layers[i]["type"]]] = len(keep)
+    layers[j]["args"][_IN[layers[j]["type"]]] = state[f"{c}.weight"].shape[1]
+    return len(keep), units
+
+
+def _select_inputs(layer: dict[str, Any], state: dict[str, torch.Tensor], kept: dict[str, Any],
+                   min_column_saving: float) -> dict[str, Any] | None:
+    """Inputs a layer never uses (e.g. pruned columns of a Linear after the flatten) are selected
+    away by a ``Select`` in front of it (returned); a conv may become a ``ColumnConv2d``."""
+    name, args = layer["name"], layer["args"]
+    w = state[f"{name}.weight"]
+    used = torch.count_nonzero(w.reshape(w.shape[0], w.shape[1], -1), dim=(0, 2)) > 0
+    if not used.any():
+        used[0] = True
+    key = _IN[layer["type"]]
+    kept["in"] = [int(used.sum()), args[key]]
+    select = None
+    if not used.all():
+        index = used.nonzero().flatten()
+        select = {"name": f"{name}_select", "type": "Select", "args": {"index": index.tolist()}}
+        state[f"{name}.weight"] = w.index_select(1, index).clone()
+        args[key] = len(index)
+    if layer["type"] == "Conv2d":
+        columns = _to_columns(layer, state, min_column_saving)
+        if columns:
+            kept["columns"] = columns
+    return select
+
+
 def shrink(model: nn.Module, example: torch.Tensor, atol: float = 1e-5, min_column_saving: float = 0.25) -> Shrunk:
     """Shrink ``model`` (masked or with zeroed weights) to a smaller dense model, on the CPU.
 
@@ -195,85 +279,17 @@ def shrink(model: nn.Module, example: torch.Tensor, atol: float = 1e-5, min_colu
     columns unused (shape-wise sparsity) becomes a ``ColumnConv2d`` over the used ones; 0 turns
     every conv into one (the dense baseline with the same kernels), above 1 none.
     """
-    was_training = model.training
-    model.eval()
     chain = trace_chain(model)
-    probe = torch.randn((2, *example.shape[1:]), generator=torch.Generator().manual_seed(0), dtype=example.dtype)
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        reference = model(probe.to(device)).cpu()
-        mods = list(load_model({"layers": chain.layers}, chain.state))
-        inputs = []  # the input of every layer of the chain, on the probe batch
-        x = probe
-        for m in mods:
-            inputs.append(x)
-            x = m(x)
-    model.train(was_training)
-    if x.shape != reference.shape or not torch.allclose(x, reference, atol=atol, rtol=1e-4):
-        raise ShrinkError("the traced layer chain does not reproduce the model's output")
-
+    inputs = _chain_inputs(model, chain, example, atol)
     layers, state = chain.layers, chain.state
     prunable = [i for i, layer in enumerate(layers) if layer["type"] in PRUNABLE]
     kept = {layers[i]["module"]: {"out": [state[f"{layers[i]['name']}.weight"].shape[0]] * 2} for i in prunable}
     for i, j in zip(prunable, prunable[1:], strict=False):
-        p, c = layers[i]["name"], layers[j]["name"]
-        between = layers[i + 1:j]
-        if any(b["type"] not in PER_CHANNEL or b["args"].get("start_dim", 1) != 1
-               or b["args"].get("end_dim", -1) != -1 for b in between):
-            raise ShrinkError(f"{p} -> {c}: only per-channel ops ({', '.join(PER_CHANNEL)}; flatten from "
-                              "dim 1) may sit between two layers")
-        wp, wc = state[f"{p}.weight"], state[f"{c}.weight"]
-        units = wp.shape[0]
-        if wc.shape[1] % units or inputs[j].dim() != wc.dim():
-            raise ShrinkError(f"{p} -> {c}: {c}'s inputs do not line up with {p}'s outputs")
-        wc3 = wc.reshape(wc.shape[0], units, -1)  # consumer inputs grouped by producer unit
-        act = inputs[j].reshape(inputs[j].shape[0], units, -1)
-        const = act.mean(dim=(0, 2))
-        constant = (act - const[None, :, None]).abs().amax(dim=(0, 2)) <= atol * (1 + const.abs())
-        dead = (torch.count_nonzero(wp.reshape(units, -1), dim=1) == 0) & constant
-        if layers[j]["type"] == "Conv2d" and _has_padding(layers[j]):
-            dead &= const == 0  # a padded conv sees the constant with zero borders: not a bias
-        unused = torch.count_nonzero(wc3, dim=(0, 2)) == 0
-        remove = dead | unused
-        if remove.all():
-            remove[0] = False  # a layer keeps at least one unit
-        keep = (~remove).nonzero().flatten()
-        delta = (wc3[:, remove] * const[remove][None, :, None]).sum(dim=(1, 2))  # zero for unused units
-        if delta.any():
-            bias = state.get(f"{c}.bias", torch.zeros_like(delta))
-            state[f"{c}.bias"] = bias + delta
-            layers[j]["args"]["bias"] = True
-        _slice(state, p, ("weight", "bias"), 0, keep)
-        for b in between:
-            if b["type"].startswith("BatchNorm"):
-                _slice(state, b["name"], ("weight", "bias", "running_mean", "running_var"), 0, keep)
-                b["args"]["num_features"] = len(keep)
-        state[f"{c}.weight"] = wc3[:, keep].reshape(wc.shape[0], -1, *wc.shape[2:]).clone()
-        layers[i]["args"][_OUT[layers[i]["type"]]] = len(keep)
-        layers[j]["args"][_IN[layers[j]["type"]]] = state[f"{c}.weight"].shape[1]
-        kept[layers[i]["module"]]["out"] = [len(keep), units]
-    # Inputs a layer never uses (e.g. pruned columns of a Linear after the flatten): select them away.
-    selects: dict[int, dict[str, Any]] = {}
-    for i in prunable:
-        name, args = layers[i]["name"], layers[i]["args"]
-        w = state[f"{name}.weight"]
-        used = torch.count_nonzero(w.reshape(w.shape[0], w.shape[1], -1), dim=(0, 2)) > 0
-        if not used.any():
-            used[0] = True
-        key = _IN[layers[i]["type"]]
-        kept[layers[i]["module"]]["in"] = [int(used.sum()), args[key]]
-        if not used.all():
-            index = used.nonzero().flatten()
-            selects[i] = {"name": f"{name}_select", "type": "Select", "args": {"index": index.tolist()}}
-            state[f"{name}.weight"] = w.index_select(1, index).clone()
-            args[key] = len(index)
-        if layers[i]["type"] == "Conv2d":
-            columns = _to_columns(layers[i], state, min_column_saving)
-            if columns:
-                kept[layers[i]["module"]]["columns"] = columns
+        kept[layers[i]["module"]]["out"] = list(_remove_units(layers, state, i, j, inputs[j], atol))
+    selects = {i: _select_inputs(layers[i], state, kept[layers[i]["module"]], min_column_saving) for i in prunable}
     out = []
     for i, layer in enumerate(layers):
-        if i in selects:
+        if selects.get(i):
             out.append(selects[i])
         out.append(layer)
     config = {"format": FORMAT, "input_shape": list(example.shape[1:]), "layers": out}
