@@ -78,13 +78,13 @@ def test_connectivity_follows_conv_channels_through_the_flatten():
     assert rep["disconnected"] is False  # fc2 is dense: every class still reaches a live unit
 
 
-def _progressive_cfg(fake_data_dir, out_dirs, compression):
+def _progressive_cfg(fake_data_dir, out_dirs, compression, *extra):
     from conftest import TINY_BASE, compose_cfg
 
     return compose_cfg(["experiment=lenet5_progressive", "data=mnist", f"data.data_dir={fake_data_dir}",
                         "data.val_size=200", "data.download=false", *TINY_BASE, "retrain.epochs=1",
                         "pruner.iterations=2", "pruner.epochs_per_iteration=0.5", "pruner.round_retrain_epochs=1",
-                        f"prune.compression={compression}", *out_dirs])
+                        f"prune.compression={compression}", *out_dirs, *extra])
 
 
 def test_progressive_rounds_nest_hit_the_target_and_reuse_shared_prefixes(fake_data_dir, out_dirs):
@@ -109,6 +109,25 @@ def test_progressive_rounds_nest_hit_the_target_and_reuse_shared_prefixes(fake_d
     again = json.loads((Path(t["stage_dirs"]["admm_progressive"]) / "metrics.json").read_text())
     assert [r["cached"] for r in again["rounds"]] == [True, True, False]  # chain 3x, 9x, 40x
     assert t["compression"] == 430500 / round(430500 / 40)
+
+
+def test_rounds_trained_on_another_split_are_never_reused(fake_data_dir, out_dirs, tmp_path):
+    """A fixed dense checkpoint makes every round start from the same weights; only the data split
+    differs, so nothing may be reused (the round keys once left the data out)."""
+    import json
+    from pathlib import Path
+
+    from admm_pruning.pipeline import run_experiment
+
+    ckpt = tmp_path / "dense.pt"
+    torch.manual_seed(0)
+    torch.save(LeNet5().state_dict(), ckpt)
+    runs = [run_experiment(_progressive_cfg(fake_data_dir, out_dirs, 20, f"+pretrain.checkpoint={ckpt}",
+                                            f"data.split_seed={split}")) for split in (0, 1)]
+    rounds = [json.loads((Path(s["stage_dirs"]["admm_progressive"]) / "metrics.json").read_text())["rounds"]
+              for s in runs]
+    assert [r["cached"] for r in rounds[1]] == [False, False, False]
+    assert {r["stage_dir"] for r in rounds[0]}.isdisjoint(r["stage_dir"] for r in rounds[1])
 
 
 def test_sensitivity_profile_end_to_end_is_exact_and_reuses_the_scan(fake_data_dir, out_dirs, tmp_path):

@@ -180,15 +180,6 @@ def _save(ctx: StageContext, model: nn.Module, masks: dict[str, torch.Tensor], d
     return {"val_acc": _val_acc(ctx, model), "kept": {n: int(m.sum()) for n, m in masks.items()}}
 
 
-def _fingerprint(tensors: dict[str, torch.Tensor]) -> str:
-    """Content hash of a state: the key that ties a round to the exact model it started from."""
-    h = hashlib.sha256()
-    for k in sorted(tensors):
-        h.update(k.encode())
-        h.update(tensors[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _compression(sizes: dict[str, int], keep: dict[str, float]) -> float:
     kept = sum(keep_count(sizes[n], keep[n]) if n in keep else s for n, s in sizes.items())
     return sum(sizes.values()) / kept
