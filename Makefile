@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}'
 	@echo "Variables: DATA=mnist|mnist10k (default mnist), ARGS='hydra overrides', DATA_DIR=path (default ./data)"
+	@echo "Studies (sweep-*, progressive-*, profile-*): SEEDS=0,1,2 PRUNERS=admm,han TARGETS=16,32 replace a grid axis"
 
 $(STAMP): pyproject.toml
 	$(PY_BASE) -m venv $(VENV)
@@ -53,69 +54,63 @@ reproduce-han: $(STAMP) ## Han et al. baselines: lenet5_han_12x and lenet300_han
 	$(VENV)/bin/admm-prune experiment=lenet5_han_12x data=$(DATA) $(ARGS)
 	$(VENV)/bin/admm-prune experiment=lenet300_han_12x data=$(DATA) $(ARGS)
 
-# Sweeps: same dense checkpoint, budget.epochs=24 after it for every pruner (set in
-# conf/experiment/<model>_sweep.yaml), the same retraining recipe; only the split differs:
-# ADMM 12 iterations x 1 epoch + 12 retraining, Han 4 rounds (3 retrained x 4 epochs) + 12,
-# one-shot and global magnitude 0 + 24.
-SWEEP_SEEDS ?= 0,1
+# Studies. Each grid (pruners x targets x seeds) lives in its experiment's hydra.sweeper.params
+# (conf/experiment/<model>_sweep.yaml, <model>_progressive.yaml, lenet5_profile.yaml), and each
+# pruner's share of a study's epoch budget in conf/study_pruner/<study>/<pruner>.yaml, applied
+# whenever that study runs that pruner. So a bare `admm-prune -m experiment=lenet5_sweep
+# data=mnist10k` runs the whole grid; the targets below only add the paper figures' report.
+# These variables replace one axis of the grid when set (empty: the experiment's own grid):
+#   SEEDS=0,1,2   PRUNERS=admm,iterative_magnitude,han   TARGETS=16,32 (prune.compression)
+# The sweeps' Han-style baseline is iterative_magnitude (Han's schedule with exact top-k rounds:
+# what the earlier studies called "han"); Han's own method, threshold rule and final retraining,
+# is pruner=han: PRUNERS=admm,iterative_magnitude,han,oneshot,global_magnitude adds it.
+SEEDS ?=
+PRUNERS ?=
+TARGETS ?=
 # joblib runs 2 jobs at once; one thread each keeps them from fighting over the cores.
 SWEEP_THREADS ?= 1
-SWEEP_LENET5 ?= 4,8,16,32,64,128
-SWEEP_LENET300 ?= 4,8,16,32,64
-SWEEP_ADMM ?= pruner=admm pruner.iterations=12 pruner.epochs_per_iteration=1
-SWEEP_HAN ?= pruner=han pruner.rounds=4 pruner.epochs_per_round=4
-define sweep
-	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
-		pruner=oneshot,global_magnitude $(ARGS)
-	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
-		$(SWEEP_HAN) $(ARGS)
-	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_sweep data=$(DATA) prune.compression=$(2) seed=$(SWEEP_SEEDS) \
-		$(SWEEP_ADMM) $(ARGS)
-	$(PY) -m admm_pruning.analysis.aggregate results/$(1)_$(DATA)_sweep --paper-json conf/paper/$(1).json --wandb
-endef
+GRID = $(strip $(if $(SEEDS),seed=$(SEEDS)) $(if $(PRUNERS),pruner=$(PRUNERS)) $(if $(TARGETS),prune.compression=$(TARGETS)))
+STUDY = OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m
+# --paper NAME: the reference points `studies.NAME` of conf/papers/figures.yaml
+AGGREGATE = $(PY) -m admm_pruning.analysis.aggregate
 
-sweep-lenet5: $(STAMP) ## Accuracy-vs-compression sweep, LeNet-5, 4 pruners x 4..128x x SWEEP_SEEDS (use DATA=mnist10k here)
-	$(call sweep,lenet5,$(SWEEP_LENET5))
+# Sweeps: same dense checkpoint, budget.epochs=24 after it for every pruner, the same retraining
+# recipe; only the split differs (conf/study_pruner/sweep/): ADMM 12 iterations x 1 epoch + 12
+# retraining, iterative magnitude (and han) 4 rounds (3 retrained x 4 epochs) + 12, one-shot and
+# global magnitude 0 + 24.
+sweep-lenet5: $(STAMP) ## Accuracy-vs-compression sweep, LeNet-5: 4 pruners x 4..128x x 2 seeds, equal budgets (use DATA=mnist10k here)
+	$(STUDY) experiment=lenet5_sweep data=$(DATA) $(GRID) $(ARGS)
+	$(AGGREGATE) results/lenet5_$(DATA)_sweep --paper lenet5 --wandb
 
 sweep-lenet300: $(STAMP) ## Same sweep for LeNet-300-100, 4..64x
-	$(call sweep,lenet300,$(SWEEP_LENET300))
+	$(STUDY) experiment=lenet300_sweep data=$(DATA) $(GRID) $(ARGS)
+	$(AGGREGATE) results/lenet300_$(DATA)_sweep --paper lenet300 --wandb
 
 report: $(STAMP) ## Re-aggregate every sweep folder in results/ (curve.csv, plot, report.md)
 	for d in results/*_sweep; do m=$$(basename $$d | cut -d_ -f1); \
-		$(PY) -m admm_pruning.analysis.aggregate $$d --paper-json conf/paper/$$m.json --wandb || exit 1; done
+		$(AGGREGATE) $$d --paper $$m --wandb || exit 1; done
 
 # Progressive ADMM (conf/experiment/<model>_progressive.yaml) against one-shot ADMM at the same
-# targets from the same dense model. Both get the same ADMM epochs and the same 12 final
-# retraining epochs: a progressive chain of R rounds trains R x 16 ADMM epochs + (R-1) x 8
-# retraining epochs between rounds, so one-shot ADMM gets that many epochs as Z/U updates
-# every 2 epochs (target:iterations below), with the progressive rho schedule (1e-3 x1.3 per
-# update, capped at the 8.16e-3 a progressive round ends with).
-PROG_LENET5 ?= 27,81,167,250
-PROG_LENET300 ?= 27,60,100,150
-PROG_ONESHOT_LENET5 ?= 27:32 81:44 167:56 250:56
-PROG_ONESHOT_LENET300 ?= 27:32 60:44 100:44 150:56
-PROG_ONESHOT ?= pruner=admm pruner.epochs_per_iteration=2 pruner.rho=1e-3 pruner.rho_multiplier=1.3 pruner.rho_max=8.16e-3
-define progressive
-	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_progressive data=$(DATA) \
-		prune.compression=$(2) seed=$(SWEEP_SEEDS) $(ARGS)
-	for ti in $(3); do OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=$(1)_progressive \
-		data=$(DATA) seed=$(SWEEP_SEEDS) $(PROG_ONESHOT) prune.compression=$${ti%%:*} pruner.iterations=$${ti##*:} \
-		$(ARGS) || exit 1; done
-	$(PY) -m admm_pruning.analysis.aggregate results/$(1)_$(DATA)_progressive --paper-json conf/paper/$(1)_progressive.json \
-		--focus admm_progressive --wandb
-endef
-
+# targets from the same dense model, both in the experiment's grid. Both get the same ADMM epochs
+# and the same 12 final retraining epochs: a progressive chain of R rounds trains R x 16 ADMM
+# epochs + (R-1) x 8 retraining epochs between rounds, so one-shot ADMM gets that many epochs as
+# Z/U updates every 2 epochs (study.oneshot_iterations in the experiment, per target), with the
+# progressive rho schedule (1e-3 x1.3 per update, capped at the 8.16e-3 a progressive round ends
+# with; conf/study_pruner/progressive/admm.yaml). A TARGETS value outside that map needs
+# PRUNERS=admm_progressive (or ARGS=pruner.iterations=N for one-shot ADMM).
 progressive-lenet5: $(STAMP) ## Progressive ADMM 27/81/167/250x vs one-shot ADMM, LeNet-5, equal epochs (use DATA=mnist10k here)
-	$(call progressive,lenet5,$(PROG_LENET5),$(PROG_ONESHOT_LENET5))
+	$(STUDY) experiment=lenet5_progressive data=$(DATA) $(GRID) $(ARGS)
+	$(AGGREGATE) results/lenet5_$(DATA)_progressive --paper lenet5_progressive --focus admm_progressive --wandb
 
 progressive-lenet300: $(STAMP) ## Same for LeNet-300-100 at 27/60/100/150x
-	$(call progressive,lenet300,$(PROG_LENET300),$(PROG_ONESHOT_LENET300))
+	$(STUDY) experiment=lenet300_progressive data=$(DATA) $(GRID) $(ARGS)
+	$(AGGREGATE) results/lenet300_$(DATA)_progressive --paper lenet300_progressive --focus admm_progressive --wandb
 
+# Per-layer profiles (conf/experiment/lenet5_profile.yaml): the grid runs prune.profile=preset,
+# sensitivity,global_magnitude x 2 seeds; ARGS=prune.profile=preset,sensitivity narrows it.
 profile-lenet5: $(STAMP) ## LeNet-5 at 71x: the paper's per-layer profile vs sensitivity / global-magnitude splits, equal budgets
-	OMP_NUM_THREADS=$(SWEEP_THREADS) $(VENV)/bin/admm-prune -m experiment=lenet5_profile data=$(DATA) \
-		prune.profile=preset,sensitivity,global_magnitude seed=$(SWEEP_SEEDS) $(ARGS)
-	$(PY) -m admm_pruning.analysis.aggregate results/lenet5_$(DATA)_profile --paper-json conf/paper/lenet5_profile.json \
-		--focus admm+sensitivity --wandb
+	$(STUDY) experiment=lenet5_profile data=$(DATA) $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
+	$(AGGREGATE) results/lenet5_$(DATA)_profile --paper lenet5_profile --focus admm+sensitivity --wandb
 
 speedup: $(STAMP) ## Measured inference speedup (dense / masked / shrunk) of the structured runs vs the 71x preset -> results/speedup.md
 	$(PY) benchmarks/speedup.py results/lenet5_admm_structured/$(DATA)_conv2_shape/summary.json \

@@ -28,6 +28,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from admm_pruning.analysis.paper import load_figures
 from admm_pruning.export.layers import ColumnConv2d
 from admm_pruning.export.shrink import shrink
 from admm_pruning.report.flops import FLOPS_DEFINITION, flop_report
@@ -36,14 +37,9 @@ from admm_pruning.store.stages import load_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# shared/REFERENCE.md s.3: ADAM-ADMM, structured pruning of CaffeNet conv2-5.
-PAPER = {
-    "source": "ADAM-ADMM, structured pruning of CaffeNet conv2-5 (shared/REFERENCE.md s.3)",
-    "conv_compression": 13.2,
-    "top1_top5": "55.33% / 78.82%",
-    "cpu_speedup": 10.5,
-    "gpu_speedups": (2.6, 3.65),
-}
+# ADAM-ADMM's structured-pruning figures (source, conv_compression, top1_top5, cpu_speedup,
+# gpu_speedups): `speedup` in conf/papers/figures.yaml, where every paper figure lives.
+PAPER = load_figures()["speedup"]
 
 
 @dataclass

@@ -1,11 +1,18 @@
+import hashlib
+import itertools
+import json
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from admm_pruning.config import ConfigError, validate
 from admm_pruning.models.layers import prunable_layers
+from admm_pruning.plan import initial_plan
 from admm_pruning.pruners.base import build_pruner
+from admm_pruning.pruners.progressive import round_targets
 from admm_pruning.sparsity.projections import keep_count
 from conftest import CONF, compose_cfg
 
@@ -132,3 +139,115 @@ def test_layer_names_are_checked_on_a_model_built_once_after_the_values():
     assert calls == [1]
     with pytest.raises(ConfigError, match="prune.keep.conv3: unknown layer"):
         validate(compose_cfg([*LENET5, "+prune.keep.conv3=0.1"]), build)
+
+
+# The resolved settings that key the stage cache, for experiment=lenet5_admm_71x data=mnist10k.
+STAGE_NODES = ("pretrain", "retrain", "pruner", "model", "data")
+PINNED_STAGE_SETTINGS_SHA256 = "981c4dd816604bc5e5dae19a66f3db7363b82bcd37eebfa095f121bf3b49fd58"
+
+
+def stage_settings(overrides: list[str]) -> str:
+    """The resolved stage nodes as canonical JSON; data_dir and download are machine-specific."""
+    cfg = compose_cfg(overrides)
+    nodes = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in STAGE_NODES}
+    for key in ("data_dir", "download"):
+        nodes["data"].pop(key, None)
+    return json.dumps(nodes, sort_keys=True)
+
+
+def test_stage_settings_are_pinned():
+    """The resolved pretrain, retrain, pruner, model and data nodes name the cached stage folders
+    (artifacts/stages/<stage>-<hash of its settings>) and shaped every published result in results/.
+    A config edit that changes them (a default in conf/pruner, conf/model, conf/data, conf/pretrain,
+    conf/retrain, or how train.yaml composes them) silently invalidates the cache and leaves the
+    published results describing a recipe the configs no longer give. If the change is meant:
+    regenerate the results it affects (make reproduce-lenet5 DATA=mnist10k, the other presets and
+    the studies), then record the new hash below, in the same change."""
+    blob = stage_settings(["experiment=lenet5_admm_71x", "data=mnist10k"])
+    assert hashlib.sha256(blob.encode()).hexdigest() == PINNED_STAGE_SETTINGS_SHA256, blob
+
+
+def test_recipes_are_config_groups():
+    """TF LeNet recipes by default; the AlexNet presets select the Caffe ones (alexnet_han_9x only its
+    pretraining: Han's pruner brings its own retraining recipe and uses retrain.epochs alone)."""
+    lenet = compose_cfg(["experiment=lenet5_admm_71x"])
+    assert lenet.pretrain.optimizer._target_ == lenet.retrain.optimizer._target_ == "torch.optim.Adam"
+    assert "checkpoint" not in lenet.pretrain and "lr_scheduler" not in lenet.retrain
+    for experiment in ("alexnet_admm_21x", "alexnet_admm_structured", "alexnet_han_9x"):
+        cfg = compose_cfg([f"experiment={experiment}"])
+        assert cfg.pretrain.optimizer._target_ == "torch.optim.SGD" and cfg.pretrain.lr_scheduler.step_size == 20
+        assert cfg.pretrain.checkpoint is None and cfg.pretrain.dropout == cfg.model.dropout
+    for experiment in ("alexnet_admm_21x", "alexnet_admm_structured"):
+        cfg = compose_cfg([f"experiment={experiment}"])
+        assert (cfg.retrain.epochs, cfg.retrain.batch_size, cfg.retrain.optimizer.lr) == (90, 256, 0.01)
+    assert compose_cfg(["experiment=alexnet_han_9x"]).retrain.epochs == 10
+
+
+STUDIES = ["lenet5_sweep", "lenet300_sweep", "lenet5_progressive", "lenet300_progressive", "lenet5_profile"]
+
+
+def sweep_jobs(experiment: str, extra: list[str] = ()) -> list[list[str]]:
+    """The overrides of every job `admm-prune -m experiment=<experiment>` launches: the grid of the
+    experiment's hydra.sweeper.params, expanded as Hydra's basic sweeper does."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}", *extra], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    grid = [[f"{k}={v}" for v in str(values).split(",")] for k, values in params.items()]
+    return [[f"experiment={experiment}", *extra, *job] for job in itertools.product(*grid)]
+
+
+@pytest.mark.parametrize("experiment", STUDIES)
+def test_every_job_of_a_study_grid_is_valid_and_keeps_its_budget(experiment):
+    """`admm-prune -m experiment=<study>` needs no further arguments: every grid point composes,
+    passes validation, builds its pruner and fits the experiment's epoch budget."""
+    jobs = sweep_jobs(experiment, ["data=mnist10k"])
+    assert len(jobs) == {"lenet5_sweep": 48, "lenet300_sweep": 40, "lenet5_progressive": 16,
+                         "lenet300_progressive": 16, "lenet5_profile": 6}[experiment]
+    for job in (j for j in jobs if "seed=0" in j):  # the seed changes no setting that is checked here
+        cfg = compose_cfg(job)
+        net = instantiate(cfg.model.net)
+        validate(cfg, lambda net=net: net)
+        pruner = build_pruner(cfg.pruner)
+        sizes = {n: m.weight.numel() for n, m in prunable_layers(net).items()}
+        plan = initial_plan(cfg, pruner, sizes, lambda batch: 9000 // batch)
+        if cfg.budget.epochs is not None:
+            assert plan.budget_epochs == cfg.budget.epochs
+
+
+@pytest.mark.parametrize("pruner, settings", [
+    ("admm", {"iterations": 12, "epochs_per_iteration": 1}),
+    ("iterative_magnitude", {"rounds": 4, "epochs_per_round": 4}),
+    ("han", {"rounds": 4, "epochs_per_round": 4}),
+])
+def test_sweep_pruners_get_their_share_of_the_budget(pruner, settings):
+    """conf/study_pruner/sweep/<pruner>.yaml: 12 pruning epochs + 12 retraining of the 24-epoch budget."""
+    cfg = compose_cfg(["experiment=lenet5_sweep", f"pruner={pruner}", "prune.compression=16"])
+    assert {k: cfg.pruner[k] for k in settings} == settings and cfg.budget.epochs == 24
+    # outside a study the pruner keeps its own defaults
+    assert {k: compose_cfg([f"pruner={pruner}"]).pruner[k] for k in settings} != settings
+
+
+@pytest.mark.parametrize("experiment, targets", [
+    ("lenet5_progressive", {27: 32, 81: 44, 167: 56, 250: 56}),
+    ("lenet300_progressive", {27: 32, 60: 44, 100: 44, 150: 56}),
+])
+def test_one_shot_admm_gets_the_progressive_chains_admm_epochs(experiment, targets):
+    """One-shot ADMM in the progressive study: 12 R - 4 Z/U updates every 2 epochs for a chain of
+    R rounds (R x 16 ADMM + (R - 1) x 8 retraining epochs), with the progressive rho schedule; the
+    chains keep their own shortened recipe and no option of one pruner leaks into the other."""
+    for target, iterations in targets.items():
+        cfg = compose_cfg([f"experiment={experiment}", "pruner=admm", f"prune.compression={target}"])
+        chain = compose_cfg([f"experiment={experiment}", f"prune.compression={target}"])
+        rounds = len(round_targets(target, chain.pruner.step))
+        assert cfg.pruner.iterations == iterations == 12 * rounds - 4
+        assert (cfg.pruner.epochs_per_iteration, cfg.pruner.rho, cfg.pruner.rho_multiplier, cfg.pruner.rho_max) \
+            == (2, 1e-3, 1.3, 8.16e-3)
+        assert "round_retrain_epochs" not in cfg.pruner and build_pruner(cfg.pruner).name == "admm"
+        assert (chain.pruner.iterations, chain.pruner.epochs_per_iteration, chain.pruner.round_retrain_epochs) \
+            == (8, 2, 8)
+        assert cfg.retrain.epochs == chain.retrain.epochs == 12
+    unmapped = compose_cfg([f"experiment={experiment}", "pruner=admm", "prune.compression=33"])
+    with pytest.raises(ConfigError, match="pruner.iterations='no study.oneshot_iterations entry"):
+        validate(unmapped, lambda: instantiate(unmapped.model.net))
+    given = compose_cfg([f"experiment={experiment}", "pruner=admm", "prune.compression=33", "pruner.iterations=40"])
+    assert given.pruner.iterations == 40

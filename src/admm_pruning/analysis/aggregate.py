@@ -1,7 +1,11 @@
 """Aggregate run summaries into an accuracy-vs-compression curve, a plot and a report.
 
-Usage: python -m admm_pruning.analysis.aggregate RESULTS_DIR [--out OUT_DIR] [--paper-json FILE] [--focus PRUNER]
-[--wandb]
+Usage: python -m admm_pruning.analysis.aggregate RESULTS_DIR [--out OUT_DIR] [--paper STUDY | --paper-json FILE]
+[--focus PRUNER] [--wandb]
+
+--paper STUDY draws the reference points of ``studies.STUDY`` in conf/papers/figures.yaml, the one
+file of paper figures (e.g. --paper lenet5 for a LeNet-5 sweep, lenet5_progressive, lenet5_profile);
+--paper-json FILE takes a JSON list of points in the same form instead.
 
 Every number written comes from the summary.json files under RESULTS_DIR; paper points are only
 drawn and listed as labelled references, never mixed into our figures.
@@ -15,6 +19,7 @@ import sys
 from pathlib import Path
 
 from admm_pruning.analysis.curve import plot_curve, write_curve
+from admm_pruning.analysis.paper import study_points
 from admm_pruning.analysis.report import render, title_of
 from admm_pruning.analysis.runs import NoSummariesError, load_study
 
@@ -64,11 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RESULTS_DIR)")
-    parser.add_argument("--paper-json", type=Path, default=None, help="JSON list of paper points")
+    papers = parser.add_mutually_exclusive_group()
+    papers.add_argument("--paper", metavar="STUDY", default=None,
+                        help="paper points of studies.STUDY in conf/papers/figures.yaml")
+    papers.add_argument("--paper-json", type=Path, default=None, help="JSON list of paper points")
     parser.add_argument("--focus", default="admm", help="the pruner whose dominance the report assesses")
     parser.add_argument("--wandb", action="store_true", help="also log the curve to W&B (offline unless set up)")
     args = parser.parse_args(argv)
     paper = json.loads(args.paper_json.read_text()) if args.paper_json else None
+    if args.paper:
+        try:
+            paper = study_points(args.paper)
+        except KeyError as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return 2
     try:
         result = aggregate(args.results_dir, args.out or args.results_dir, paper, args.focus)
     except NoSummariesError as exc:

@@ -3,10 +3,40 @@ between two methods counts as reproduced only when our own intervals back it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
 from admm_pruning.analysis.compare import comp, versus
 from admm_pruning.analysis.runs import Study
 
+ROOT = Path(__file__).resolve().parents[3]
+# Every paper figure the suite quotes: per experiment, per study, and the speedup benchmark's.
+FIGURES = ROOT / "conf" / "papers" / "figures.yaml"
+
 GAP_SHARE = 0.9  # our compression ratio must reach this share of the paper's for its gap to count as reproduced
+
+
+def load_figures(path: Path = FIGURES) -> dict[str, Any]:
+    """conf/papers/figures.yaml as plain data: ``experiments``, ``studies`` and ``speedup``."""
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
+
+
+def study_points(name: str, path: Path = FIGURES) -> list[dict]:
+    """The reference points of study ``name`` (``studies.<name>`` of the figures file)."""
+    studies = load_figures(path)["studies"]
+    if name not in studies:
+        raise KeyError(f"no study {name!r} in {path}; known: {', '.join(sorted(studies))}")
+    return studies[name]
+
+
+def points_for_folder(folder: Path, path: Path = FIGURES) -> list[dict]:
+    """The points a study folder (<model>_<data>_<kind>) is compared with: ``studies.<model>_<kind>``,
+    else ``studies.<model>``, else none."""
+    model, kind = folder.name.split("_")[0], folder.name.rsplit("_", 1)[-1]
+    studies = load_figures(path)["studies"]
+    return studies.get(f"{model}_{kind}", studies.get(model, []))
 
 
 def _claim_line(pruner: str, paper_compression: float, s: Study) -> str:

@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+from admm_pruning.analysis.paper import points_for_folder
 from admm_pruning.analysis.runs import Point, load_runs, study
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -71,13 +72,6 @@ def results_section(results: Path, base: Path = ROOT) -> str:
     return "\n".join(lines)
 
 
-def _paper_points(folder: Path) -> list[dict]:
-    """The paper figures a study folder is compared with: <model>_<kind>.json, else <model>.json."""
-    model, kind = folder.name.split("_")[0], folder.name.rsplit("_", 1)[-1]
-    paths = [ROOT / "conf" / "paper" / f"{model}_{kind}.json", ROOT / "conf" / "paper" / f"{model}.json"]
-    return next((json.loads(p.read_text()) for p in paths if p.is_file()), [])
-
-
 def _chosen(point: Point | None) -> str:
     """The chosen compression and its test top-1 as mean ± sd (n)."""
     return "none" if point is None else f"{point.compression:.1f}x: {point.test.pct()} (n={point.test.n})"
@@ -95,7 +89,7 @@ def operating_points_section(results: Path, base: Path = ROOT) -> str:
         if not runs:
             continue
         s = study(runs)
-        paper = _paper_points(folder)
+        paper = points_for_folder(folder)
         for pruner in s.pruners:
             seeds = len({r["seed"] for pt in s.points[pruner] for r in pt.runs})
             ref = "; ".join(p["label"] for p in paper if p.get("pruner") == pruner)
