@@ -56,7 +56,8 @@ def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageRes
         "compute_seconds": sum(s.metrics["seconds"] for s in stages.values()),
         "wall_seconds": time.perf_counter() - start,  # this invocation: small when stages were reused
         "paper": OmegaConf.to_container(cfg.paper, resolve=True) if cfg.get("paper") else None,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        # the resolved config, less the tree of every paper figure (this run's are under "paper")
+        "config": {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "papers"},
     }
 
 
