@@ -103,7 +103,7 @@ def test_global_magnitude_uses_one_threshold_across_layers():
 
 
 @pytest.mark.parametrize("extra, match", [
-    ([], "budget.epochs=24: pruner admm trains 135 epochs"),
+    (["pruner.iterations=30", "pruner.epochs_per_iteration=4.5"], "budget.epochs=24: pruner admm trains 135 epochs"),
     (["pruner.iterations=12", "pruner.epochs_per_iteration=1", "retrain.epochs=10"],
      "retrain.epochs=10 breaks budget.epochs=24"),
 ])
@@ -158,7 +158,7 @@ def test_multirun_of_two_jobs_through_joblib(fake_data_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "admm_pruning.train", "-m", "experiment=lenet300_sweep", "data=mnist",
          f"data.data_dir={fake_data_dir}", "data.val_size=200", "data.download=false", *TINY_BASE,
-         "pruner=oneshot", "prune.compression=4,8", "budget.epochs=1", "hydra.launcher.n_jobs=2"],
+         "pruner=oneshot", "prune.compression=4,8", "seed=0", "budget.epochs=1", "hydra.launcher.n_jobs=2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Joblib" in proc.stdout + proc.stderr
