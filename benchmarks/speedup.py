@@ -1,5 +1,5 @@
 """Measured inference speedup of a pruned run: the dense model, the masked model and the
-physically shrunk model (``admm_pruning.shrink``) timed in one process, with their FLOPs.
+physically shrunk model (``admm_pruning.export.shrink``) timed in one process, with their FLOPs.
 
 A run is a finished summary.json or a stage folder holding weights.pt and masks.pt (the retrain
 stage). The dense model is the same network without masks; its weights do not change its time.
@@ -188,7 +188,7 @@ def report(runs: list[tuple[Run, dict[str, Any]]], meta: dict[str, Any]) -> str:
         "median time per batch. *dense*: the network without masks; *masked*: the suite's masked "
         "model (weights times a mask on every call); *shrunk*: the physically shrunk dense model, "
         "checked to give the same outputs. A shape-wise pruned conv runs in the shrunk model as a "
-        "gather of its used (c, kh, kw) columns + GEMM (`shrink.ColumnConv2d`); for such runs "
+        "gather of its used (c, kh, kw) columns + GEMM (`export.layers.ColumnConv2d`); for such runs "
         "*dense GEMM* times the unpruned network with every conv on that same kernel, and the last "
         "column gives shrunk vs dense GEMM: the speedup that pruning alone buys.",
         "",
