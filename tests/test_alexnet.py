@@ -205,3 +205,13 @@ def test_alexnet_21x_pipeline_on_fakedata(tmp_path: Path):
     ctx = StageContext(instantiate(cfg.data).setup(), CPU, seed=0, experiment="t")
     scores = ctx.scores(final)
     assert scores["acc"] == pytest.approx(s["final_acc"]) and 0.0 <= scores["acc_top5"] <= 1.0
+
+
+def test_the_committed_weight_count_report_is_what_the_code_writes():
+    """results/alexnet_weights.md comes from analysis.alexnet_counts, not from a hand."""
+    from admm_pruning.analysis import alexnet_counts
+    from conftest import ROOT
+
+    text, totals = alexnet_counts.report()
+    assert totals["caffenet"]["weights"] == 60_954_656 and round(totals["torchvision"]["compression"], 2) == 20.86
+    assert text == (ROOT / "results" / "alexnet_weights.md").read_text()

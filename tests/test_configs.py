@@ -1,6 +1,7 @@
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,20 @@ def test_one_shot_admm_gets_the_progressive_chains_admm_epochs(experiment, targe
         validate(unmapped, lambda: instantiate(unmapped.model.net))
     given = compose_cfg([f"experiment={experiment}", "pruner=admm", "prune.compression=33", "pruner.iterations=40"])
     assert given.pruner.iterations == 40
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["pruner=han", "pruner.rounds=0"], "pruner.rounds=0: must be > 0"),
+    (["pruner=iterative_magnitude", "pruner.epochs_per_round=0"], "pruner.epochs_per_round=0: must be > 0"),
+    (["pruner=admm_progressive", "pruner.round_retrain_epochs=-1"],
+     "pruner.round_retrain_epochs=-1: epoch counts must be >= 0"),
+    (["pruner=admm_progressive", "pruner.keep_best=0"], "pruner.keep_best=0: must be > 0"),
+])
+def test_round_counts_are_refused_before_anything_is_built(overrides, message):
+    cfg = compose_cfg(["experiment=lenet5_admm_71x", *overrides])
+
+    def build():
+        raise AssertionError("the model must not be built")
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(cfg, build)

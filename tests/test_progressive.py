@@ -168,3 +168,28 @@ def test_profile_needs_a_compression_target():
     cfg = compose_cfg(["experiment=lenet5_admm_71x", "prune.profile=magic", "prune.compression=10"])
     with pytest.raises(ConfigError, match="prune.profile='magic'"):
         validate(cfg, LeNet5)
+
+
+def test_no_round_keeps_less_of_a_layer_than_the_final_targets():
+    """A sensitivity profile can give a layer more than the preset profile's scaled rounds would:
+    the rounds then keep at least the final amount, so the final target stays reachable."""
+    from admm_pruning.pruners.progressive import ProgressiveADMMPruner
+
+    sizes = {"conv1": 500, "conv2": 25000, "fc1": 400000, "fc2": 5000}
+    final = {"conv1": 0.9, "conv2": 0.01, "fc1": 0.005, "fc2": 0.05}  # conv1 kept almost whole
+    pruner = ProgressiveADMMPruner(retrain_optimizer=None, profile={"conv1": 0.2, "conv2": 0.08, "fc1": 0.009,
+                                                                    "fc2": 0.07})
+    rounds = pruner.rounds(sizes, final)
+    assert len(rounds) > 2 and rounds[-1] == final
+    assert all(r[n] >= final[n] for r in rounds for n in final)
+    assert rounds[-2]["conv1"] == 0.9 and rounds[-2]["fc1"] > final["fc1"]  # unclamped: about a fifth of conv1
+
+
+def test_bad_progressive_and_round_settings_are_config_errors():
+    from admm_pruning.config import ConfigError
+    from admm_pruning.pruners.progressive import ProgressiveADMMPruner
+
+    with pytest.raises(ConfigError, match="pruner.step=1: must be > 1"):
+        ProgressiveADMMPruner(retrain_optimizer=None, step=1)
+    with pytest.raises(ConfigError, match=r"pruner.targets=\[9.0, 3.0\]: must increase"):
+        ProgressiveADMMPruner(retrain_optimizer=None, targets=[9, 3]).rounds({"fc1": 1000}, {"fc1": 1 / 3})

@@ -121,11 +121,15 @@ def _check_schedule(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value}: epoch counts must be >= 0")
     if get_key(cfg, "retrain.epochs") is None and get_key(cfg, "budget.epochs") is None:
         raise ConfigError("retrain.epochs=null: set it, or set budget.epochs to derive it")
-    for key in ("pretrain.batch_size", "retrain.batch_size", "pruner.batch_size",
-                "pruner.iterations", "pruner.epochs_per_iteration", "pruner.rho", "pruner.lr_scale"):
+    for key in ("pretrain.batch_size", "retrain.batch_size", "pruner.batch_size", "pruner.iterations",
+                "pruner.epochs_per_iteration", "pruner.rho", "pruner.lr_scale", "pruner.rounds",
+                "pruner.epochs_per_round", "pruner.candidates", "pruner.keep_best"):
         value = get_key(cfg, key)
         if value is not None and as_number(key, value) <= 0:
             raise ConfigError(f"{key}={value}: must be > 0")
+    value = get_key(cfg, "pruner.round_retrain_epochs")
+    if value is not None and as_number("pruner.round_retrain_epochs", value) < 0:
+        raise ConfigError(f"pruner.round_retrain_epochs={value}: epoch counts must be >= 0")
 
 
 def get_key(cfg: DictConfig, key: str) -> object:

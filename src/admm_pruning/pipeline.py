@@ -96,7 +96,8 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     cache = StageCache(Path(cfg.paths.artifacts_dir) / "stages")
     stages = Stages(cfg, ctx, cache, build)
     dense = stages.pretrain()
-    plan = profiled_plan(cfg, plan, pruner, ctx, stages.load(dense), sizes, cache, stages.settings["pretrain"])
+    if plan.profile["profile"] != "preset":  # phase 2: targets from the dense model
+        plan = profiled_plan(cfg, plan, pruner, ctx, stages.load(dense), sizes, cache, stages.settings["pretrain"])
     pruned = stages.prune(pruner, plan, dense)
     final = stages.retrain(pruner, plan, pruned)
     return publish(cfg, ctx, {"pretrain": dense, "prune": pruned, "retrain": final}, plan, pruner,

@@ -1,7 +1,7 @@
 """The run's plan: per-layer targets and the epoch budget, resolved in one place and in two
 explicit phases.
 
-1. ``initial_plan``, before any data is read: ``prune.keep`` scaled to ``prune.compression``
+1. ``initial_plan``, before anything is trained or written: ``prune.keep`` scaled to ``prune.compression``
    (an unreachable target fails here), then the budget split for the pruner.
 2. ``profiled_plan``, after pretraining, only for ``prune.profile`` sensitivity or
    global_magnitude: the per-layer split is derived from the dense model and the budget is
@@ -84,11 +84,8 @@ def initial_plan(cfg: DictConfig, pruner: Pruner, sizes: dict[str, int],
 def profiled_plan(cfg: DictConfig, plan: Plan, pruner: Pruner, ctx: StageContext, dense: nn.Module,
                   sizes: dict[str, int], cache: StageCache, parent: dict[str, Any]) -> Plan:
     """Phase 2 (after pretraining): targets from the dense model for a sensitivity or global
-    magnitude profile, with the budget recomputed for them; the plan itself for a preset."""
-    name = plan.profile["profile"]
-    if name == "preset":
-        return plan
-    keep, profile = derive_keep(name, ctx, dense, list(plan.keep), float(cfg.prune.compression),
+    magnitude profile, with the budget recomputed for them."""
+    keep, profile = derive_keep(plan.profile["profile"], ctx, dense, list(plan.keep), float(cfg.prune.compression),
                                 list(cfg.prune.sensitivity_levels), cache, parent)
     return _with_budget(cfg, pruner, sizes, ctx.steps_per_epoch, replace(plan, keep=keep, profile=profile))
 

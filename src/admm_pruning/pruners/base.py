@@ -33,8 +33,9 @@ class PruneJob:
     """What a pruner works with.
 
     ``key`` holds everything that shaped ``model`` and the data (model, data split, seed, trainer
-    numerics, the dense stage): a sub-stage a pruner caches must include it in its settings, so
-    nothing trained on other data or another split is ever reused.
+    numerics): a sub-stage a pruner caches outside its own stage folder ``dir`` (whose name already
+    hashes all of it) must include it in its settings, so nothing trained on other data or another
+    split is ever reused.
     """
 
     ctx: StageContext

@@ -99,9 +99,9 @@ class IterativeMagnitudePruner(Pruner):
         def compute(d: Path, resume: Path | None) -> dict[str, Any]:
             train(job.ctx, job.model, recipe, f"round{r}-retrain", d, resume)
             save_tensors(d / "weights.pt", {k: v.detach().cpu() for k, v in job.model.state_dict().items()})
-            return {"dropout": recipe.dropout, "acc": job.ctx.evaluate(job.model)}
+            return {"dropout": recipe.dropout, "test_acc": job.ctx.evaluate(job.model)}
 
         done = job.cache.run(f"round{r}", {"round": r, "recipe": recipe.settings()}, compute)
         if done.cached:
             job.model.load_state_dict(load_tensors(done.dir / "weights.pt"))
-        return {k: done.metrics[k] for k in ("dropout", "acc")}
+        return {k: done.metrics[k] for k in ("dropout", "test_acc")}

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from admm_pruning.config import ConfigError
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.pruners.admm import admm_phase
 from admm_pruning.pruners.base import PruneJob, Pruner, PruneResult
@@ -47,10 +48,10 @@ def round_targets(final: float, step: float, targets: list[float] | None = None)
     if targets:
         out = [float(t) for t in targets]
         if any(b <= a for a, b in zip(out, out[1:], strict=False)) or not math.isclose(out[-1], final):
-            raise ValueError(f"pruner.targets={out}: must increase and end at the final {final:g}x")
+            raise ConfigError(f"pruner.targets={out}: must increase and end at the final {final:g}x")
         return out
     if step <= 1:
-        raise ValueError(f"pruner.step={step}: must be > 1")
+        raise ConfigError(f"pruner.step={step}: must be > 1")
     out, c = [], step
     while c < final / math.sqrt(step):
         out.append(c)
@@ -85,7 +86,9 @@ class ProgressiveADMMPruner(Pruner):
                  retrain_dropout: float = 0.5, candidates: int = 1, keep_best: int = 1,
                  sparsity: dict[str, str] | None = None, **schedule: Any) -> None:
         if candidates < 1 or keep_best < 1:
-            raise ValueError(f"pruner.candidates={candidates}, pruner.keep_best={keep_best}: both must be >= 1")
+            raise ConfigError(f"pruner.candidates={candidates}, pruner.keep_best={keep_best}: both must be >= 1")
+        if not targets and step <= 1:
+            raise ConfigError(f"pruner.step={step}: must be > 1")
         self.schedule = ADMMSchedule(**schedule)
         self.step, self.targets = step, list(targets) if targets else None
         self.profile = dict(profile) if profile else None
@@ -103,10 +106,12 @@ class ProgressiveADMMPruner(Pruner):
 
         Intermediate rounds scale ``profile`` (prune.keep as written), not the final targets,
         whose rounding depends on the final factor: so chains to different finals agree on
-        their shared rounds exactly and reuse them.
+        their shared rounds exactly and reuse them. No round keeps less of a layer than the final
+        targets do (a sensitivity profile can differ from ``profile``): pruned weights never return.
         """
         chain = round_targets(_compression(sizes, keep), self.step, self.targets)
-        return [scale_profile(sizes, self.profile or keep, c) for c in chain[:-1]] + [dict(keep)]
+        scaled = [scale_profile(sizes, self.profile or keep, c) for c in chain[:-1]]
+        return [{n: max(f, keep[n]) for n, f in r.items()} for r in scaled] + [dict(keep)]
 
     def pruning_epochs(self, steps_per_epoch: Callable[[int], int], keep: dict[str, float],
                        sizes: dict[str, int]) -> float:

@@ -26,7 +26,7 @@ class NonFiniteLossError(FloatingPointError):
 
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy training with an optional L2 term, l2/2 * sum ||W||^2 over prunable weights
-    (the TF code's 5e-5 * 1/2 ||W||^2), applied as its gradient after backward. Masked
+    (the TF code's 5e-5 * 1/2 ||W||^2), applied as its gradient just before each optimizer step. Masked
     retraining is this module on a masked model. The logged train/loss is the cross-entropy.
 
     Accuracy is top-1 (``val/acc``, ``test/acc``) and, with 5 classes or more, top-5
