@@ -292,9 +292,11 @@ def test_curve_goes_to_wandb_as_a_table_with_a_line_plot(tmp_path: Path, monkeyp
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
     logged: list[dict] = []
+    started: list[dict] = []
     init = wandb.init
 
     def spy_init(*args, **kwargs):
+        started.append(kwargs)
         run = init(*args, **kwargs)
         log = run.log
         monkeypatch.setattr(run, "log", lambda data, *a, **k: (logged.append(data), log(data, *a, **k))[1])
@@ -303,7 +305,7 @@ def test_curve_goes_to_wandb_as_a_table_with_a_line_plot(tmp_path: Path, monkeyp
     monkeypatch.setattr(wandb, "init", spy_init)
     runs = load_runs(tmp_path / "r")
     aggregate_mod.log_to_wandb(runs, "sweep-x", "title")
-    assert len(list((tmp_path / "artifacts" / "wandb" / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    assert [(k["mode"], k["group"], k["job_type"]) for k in started] == [("offline", "sweep-x", "report")]
     (payload,) = logged
     assert isinstance(payload["curve"], wandb.Table) and len(payload["curve"].data) == len(runs)
     assert "compression" in payload["curve"].columns and "final_acc" in payload["curve"].columns

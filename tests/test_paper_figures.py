@@ -18,7 +18,8 @@ from admm_pruning.analysis.paper import FIGURES, load_figures, points_for_folder
 from conftest import CONF, ROOT, compose_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
-FIGURE_KEYS = {"source", "keep", "compression", "conv_compression", "top1", "top5", "dense_top1", "dense_top5"}
+FIGURE_KEYS = {"source", "keep", "compression", "conv_compression", "top1", "top5", "dense_top1", "dense_top5",
+               "total_weights", "kept_weights"}
 
 
 def test_the_figures_file_is_the_one_hydra_loads():
