@@ -45,12 +45,14 @@ def test_all_stages_end_to_end_on_generated_data(fake_data_dir, out_dirs, tmp_pa
         with torch.no_grad():
             assert s[key] == pytest.approx((model(test.x).argmax(1) == test.y).float().mean().item(), abs=1e-6)
     assert s["final_val_acc"] is not None and s["dense_val_acc"] is not None
+    assert s["provenance"]["torch"] == torch.__version__ and len(s["provenance"]["commit"]) == 40
     assert s["final_acc"] > 0.5  # the generated classes are easy
     out = tmp_path / "results" / "lenet5_admm_71x" / "mnist"
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["compression"] == s["compression"]
     table = (out / "table.md").read_text()
     assert "| fc1 | 400.0K | 3.6K | 0.90% | 0.9% |" in table and "71.2x" in table
+    assert f"code git {s['provenance']['commit'][:10]}" in table
     assert s["admm"]["iterations_run"] == 2
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from admm_pruning.report.provenance import describe
 from admm_pruning.store.stages import atomic_write
 
 
@@ -118,6 +119,8 @@ def write_table(path: Path, summary: dict[str, Any]) -> None:
                      "flops.flops_definition).")
     if paper.get("source"):
         lines.append(f"Paper figures: {paper['source']}.")
+    if summary.get("provenance"):
+        lines.append(describe(summary["provenance"]))
     if summary["data"] == "mnist10k":
         lines.append("Data: the `mnist10k` protocol (7,000 train incl. validation / 3,000 test from the "
                      "official test set): absolute accuracies are not comparable to the paper's 60k/10k.")

@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.report.connectivity import connectivity
 from admm_pruning.report.flops import flop_report
+from admm_pruning.report.provenance import provenance
 from admm_pruning.report.sparsity import count_sparsity, table_rows, write_table
 from admm_pruning.report.verify import verify_export, verify_sparsity
 from admm_pruning.store.stages import StageResult, atomic_write, load_tensors, write_json
@@ -26,6 +28,12 @@ log = logging.getLogger("admm_pruning")
 # Stage metrics copied into the summary.
 SCORES = ("dense_acc", "dense_val_acc", "admm_acc", "pruned_acc", "final_acc", "final_val_acc", "dense_top5",
           "final_top5")
+
+
+def _device(cfg: DictConfig) -> str:
+    """The device the stages trained on: a GPU where the trainer may pick one and one exists."""
+    gpu = cfg.trainer.get("accelerator") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "cuda" if gpu else "cpu"
 
 
 def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], plan: Any, pruner: Any,
@@ -55,6 +63,7 @@ def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageRes
         "admm": {k: stages["prune"].metrics.get(k) for k in ("iterations_run", "converged", "steps_per_iteration")},
         "compute_seconds": sum(s.metrics["seconds"] for s in stages.values()),
         "wall_seconds": time.perf_counter() - start,  # this invocation: small when stages were reused
+        "provenance": provenance(_device(cfg)),
         "paper": OmegaConf.to_container(cfg.paper, resolve=True) if cfg.get("paper") else None,
         # the resolved config, less the tree of every paper figure (this run's are under "paper")
         "config": {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "papers"},

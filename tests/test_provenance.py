@@ -1,0 +1,39 @@
+"""Every result says what machine and what code made it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import torch
+
+from admm_pruning.report.provenance import code_version, describe, provenance
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_code_version_names_the_commit_and_marks_a_dirty_tree(tmp_path):
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    _git(tmp_path, "add", "a.py")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = _git(tmp_path, "rev-parse", "HEAD")
+    assert code_version(tmp_path) == {"commit": head, "dirty": False}
+    (tmp_path / "notes.txt").write_text("untracked files do not make the code dirty\n")
+    assert code_version(tmp_path)["dirty"] is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == {"commit": head, "dirty": True}
+
+
+def test_outside_a_repository_the_commit_is_unknown(tmp_path):
+    assert code_version(tmp_path / "nowhere") == {"commit": None, "dirty": None}
+    assert "unknown commit" in describe({**provenance(repo=tmp_path / "nowhere")})
+
+
+def test_provenance_reports_this_process(tmp_path):
+    p = provenance(repo=tmp_path / "nowhere")
+    assert p["torch"] == torch.__version__ and p["cuda"] == torch.version.cuda
+    assert p["threads"] == torch.get_num_threads() and p["device"] == "cpu" and p["gpu"] is None
+    assert p["cpu"] and describe(p).startswith(f"Made on {p['cpu']}, {p['threads']} threads (cpu), torch ")
