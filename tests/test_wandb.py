@@ -1,5 +1,7 @@
 """W&B offline: the run completes and the run files hold the summary keys."""
 
+import wandb
+
 from admm_pruning.pipeline import run_experiment
 from conftest import TINY, compose_cfg
 
@@ -9,6 +11,7 @@ def test_offline_wandb_runs_write_stage_and_summary_runs(fake_data_dir, out_dirs
     cfg = compose_cfg(["experiment=lenet300_admm_23x", "data=mnist", f"data.data_dir={fake_data_dir}",
                        "data.val_size=200", "data.download=false", *TINY, *out_dirs, "logger=wandb"])
     s = run_experiment(cfg)
+    wandb.teardown()  # W&B's service process writes the offline files; its teardown flushes them
     runs = sorted((tmp_path / "artifacts" / "wandb" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 4  # pretrain, admm, retrain, summary
     blobs = [r.read_bytes() for r in runs]
