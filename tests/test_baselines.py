@@ -110,14 +110,14 @@ def test_global_magnitude_uses_one_threshold_across_layers():
 def test_broken_budgets_are_refused(fake_data_dir, extra, match):
     from admm_pruning.data.mnist import MNISTData
     cfg = compose_cfg(["experiment=lenet5_sweep", "pruner=admm", *extra])
-    data = MNISTData("mnist", str(fake_data_dir), val_size=200, download=False).setup()
+    data = MNISTData("mnist", str(fake_data_dir), val_size=200, verify_md5=False, download=False).setup()
     with pytest.raises(ConfigError, match=match):
         initial_plan(cfg, build_pruner(cfg.pruner), LENET5_SIZES, data.steps_per_epoch)
 
 
 def test_equal_budget_splits_per_pruner(fake_data_dir):
     from admm_pruning.data.mnist import MNISTData
-    data = MNISTData("mnist", str(fake_data_dir), val_size=200, download=False).setup()
+    data = MNISTData("mnist", str(fake_data_dir), val_size=200, verify_md5=False, download=False).setup()
     plans = {}
     rounds = ["pruner.rounds=4", "pruner.epochs_per_round=4"]
     for p, extra in (("admm", ["pruner.iterations=12", "pruner.epochs_per_iteration=1"]), ("han", rounds),
@@ -136,8 +136,8 @@ def test_equal_budget_splits_per_pruner(fake_data_dir):
 ])
 def test_baseline_pruners_end_to_end(fake_data_dir, out_dirs, pruner, extra):
     cfg = compose_cfg(["experiment=lenet5_sweep", "data=mnist", f"data.data_dir={fake_data_dir}",
-                       "data.val_size=200", "data.download=false", *TINY_BASE, *out_dirs, f"pruner={pruner}",
-                       "prune.compression=16", "budget.epochs=2", *extra])
+                       "data.verify_md5=false", "data.val_size=200", "data.download=false", *TINY_BASE, *out_dirs,
+                       f"pruner={pruner}", "prune.compression=16", "budget.epochs=2", *extra])
     s = run_experiment(cfg)
     assert s["compression"] == 430500 / round(430500 / 16)
     assert s["pruner"] == pruner and s["budget_epochs"] == 2 and s["target_compression"] == 16
@@ -157,7 +157,8 @@ def test_multirun_of_two_jobs_through_joblib(fake_data_dir, tmp_path):
            "WANDB_MODE": "disabled"}
     proc = subprocess.run(
         [sys.executable, "-m", "admm_pruning.train", "-m", "experiment=lenet300_sweep", "data=mnist",
-         f"data.data_dir={fake_data_dir}", "data.val_size=200", "data.download=false", *TINY_BASE,
+         f"data.data_dir={fake_data_dir}", "data.verify_md5=false", "data.val_size=200", "data.download=false",
+         *TINY_BASE,
          "pruner=oneshot", "prune.compression=4,8", "seed=0", "budget.epochs=1", "hydra.launcher.n_jobs=2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -183,8 +184,8 @@ def test_han_retrains_every_round_and_the_last_with_its_own_recipe(fake_data_dir
 
     monkeypatch.setattr(StageContext, "fit", spy)
     cfg = compose_cfg(["experiment=lenet5_han_12x", "data=mnist", f"data.data_dir={fake_data_dir}",
-                       "data.val_size=200", "data.download=false", *TINY_BASE, *out_dirs, "retrain.epochs=1",
-                       "pruner.rounds=2", "pruner.epochs_per_round=1"])
+                       "data.verify_md5=false", "data.val_size=200", "data.download=false", *TINY_BASE, *out_dirs,
+                       "retrain.epochs=1", "pruner.rounds=2", "pruner.epochs_per_round=1"])
     s = run_experiment(cfg)
     fc1 = s["per_layer"]["fc1"]
     expected_final = 0.5 * (fc1["nonzero"] / fc1["total"]) ** 0.5

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from admm_pruning.config import ConfigError, validate
 from admm_pruning.models.layers import prunable_layers
+from admm_pruning.pipeline import MACHINE_DATA_KEYS
 from admm_pruning.plan import initial_plan
 from admm_pruning.pruners.base import build_pruner
 from admm_pruning.pruners.progressive import round_targets
@@ -148,10 +149,10 @@ PINNED_STAGE_SETTINGS_SHA256 = "981c4dd816604bc5e5dae19a66f3db7363b82bcd37eebfa0
 
 
 def stage_settings(overrides: list[str]) -> str:
-    """The resolved stage nodes as canonical JSON; data_dir and download are machine-specific."""
+    """The resolved stage nodes as canonical JSON, less the machine-specific data keys."""
     cfg = compose_cfg(overrides)
     nodes = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in STAGE_NODES}
-    for key in ("data_dir", "download"):
+    for key in MACHINE_DATA_KEYS:
         nodes["data"].pop(key, None)
     return json.dumps(nodes, sort_keys=True)
 

@@ -22,7 +22,7 @@ def test_mnist10k_protocol_split(shared_data_dir):
 
 
 def test_loader_batches_cover_the_epoch_once_and_shuffle_by_epoch(fake_data_dir):
-    d = MNISTData("mnist", str(fake_data_dir), val_size=200).setup()
+    d = MNISTData("mnist", str(fake_data_dir), val_size=200, verify_md5=False).setup()
     loader = d.loader("train", 64, shuffle=True, seed=3)
     seen = torch.cat([y for _, y in loader])
     assert len(seen) == len(d.train) and len(loader) == -(-len(d.train) // 64)
@@ -51,9 +51,9 @@ def test_corrupt_gz_is_refused_by_checksum(tmp_path):
         MNISTData("mnist10k", str(tmp_path)).setup()
 
 
-def _raw_test_images(root) -> torch.Tensor:
+def _raw_test_images(root, verify_md5: bool = True) -> torch.Tensor:
     from admm_pruning.data.mnist import TEST_FILES, load_idx_pair
-    return load_idx_pair(root, TEST_FILES)[0].float().unsqueeze(1)
+    return load_idx_pair(root, TEST_FILES, verify_md5)[0].float().unsqueeze(1)
 
 
 @pytest.mark.parametrize("pixel_scale, expected", [
@@ -62,8 +62,8 @@ def _raw_test_images(root) -> torch.Tensor:
     ("caffe", lambda raw: raw * 0.00390625),
 ])
 def test_pixel_scale_follows_the_original(fake_data_dir, pixel_scale, expected):
-    d = MNISTData("mnist", str(fake_data_dir), val_size=200, pixel_scale=pixel_scale).setup()
-    raw = _raw_test_images(fake_data_dir)
+    d = MNISTData("mnist", str(fake_data_dir), val_size=200, verify_md5=False, pixel_scale=pixel_scale).setup()
+    raw = _raw_test_images(fake_data_dir, verify_md5=False)
     assert raw.min() == 0 and raw.max() == 255  # the generated images span the byte range
     assert torch.allclose(d.test.x, expected(raw))
     lo, hi = float(d.train.x.min()), float(d.train.x.max())
@@ -76,8 +76,8 @@ def test_pixel_scale_follows_the_original(fake_data_dir, pixel_scale, expected):
 
 
 def test_standardize_is_the_default(fake_data_dir):
-    default = MNISTData("mnist", str(fake_data_dir), val_size=200).setup()
-    explicit = MNISTData("mnist", str(fake_data_dir), val_size=200, pixel_scale="standardize").setup()
+    default = MNISTData("mnist", str(fake_data_dir), val_size=200, verify_md5=False).setup()
+    explicit = MNISTData("mnist", str(fake_data_dir), val_size=200, verify_md5=False, pixel_scale="standardize").setup()
     assert default.pixel_scale == "standardize" and torch.equal(default.train.x, explicit.train.x)
 
 
@@ -89,3 +89,38 @@ def test_unknown_pixel_scale_is_refused_before_any_file_is_read(tmp_path):
 def test_unit_scale_on_real_mnist_spans_zero_to_one(shared_data_dir):
     d = MNISTData("mnist10k", str(shared_data_dir), val_size=1000, pixel_scale="unit").setup()
     assert (float(d.test.x.min()), float(d.test.x.max())) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupt_or_truncated_uncompressed_idx_is_refused_naming_the_file(tmp_path, shared_data_dir, damage):
+    """The training set is uncompressed IDX: it is checked against the official md5 too."""
+    import shutil
+    d = tmp_path / "mnist"
+    d.mkdir()
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        raw = gzip.decompress((shared_data_dir / "mnist" / f"{stem}.gz").read_bytes())
+        (d / stem).write_bytes(raw)
+    MNISTData("mnist10k", str(tmp_path)).setup()  # the intact uncompressed files pass
+    images = d / "t10k-images-idx3-ubyte"
+    raw = bytearray(images.read_bytes())
+    if damage == "flip":
+        raw[5000] ^= 0xFF
+    else:
+        raw = raw[:-784]
+    images.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: md5 .* official 2646ac64"):
+        MNISTData("mnist10k", str(tmp_path)).setup()
+    shutil.rmtree(d)
+
+
+def test_generated_data_is_refused_unless_md5_checks_are_turned_off(fake_data_dir):
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: md5"):
+        MNISTData("mnist", str(fake_data_dir), val_size=200).setup()
+    assert len(MNISTData("mnist", str(fake_data_dir), val_size=200, verify_md5=False).setup().train) == 1000
+
+
+def test_the_official_uncompressed_training_files_pass_their_md5(shared_data_dir):
+    if not (shared_data_dir / "mnist" / "train-images-idx3-ubyte").is_file():
+        pytest.skip("the full MNIST training set is not in DATA_DIR")
+    d = MNISTData("mnist", str(shared_data_dir), download=False).setup()
+    assert (len(d.train), len(d.val), len(d.test)) == (55000, 5000, 10000)

@@ -20,6 +20,7 @@ SUMMARY_KEYS = {"experiment", "data", "seed", "split_seed", "dense_acc", "admm_a
 
 def fake_cfg(fake_data_dir, out_dirs, *extra):
     return compose_cfg(["experiment=lenet5_admm_71x", "data=mnist", f"data.data_dir={fake_data_dir}",
+                        "data.verify_md5=false",
                         "data.val_size=200", "data.download=false", *TINY, *out_dirs, *extra])
 
 

@@ -82,6 +82,7 @@ def _progressive_cfg(fake_data_dir, out_dirs, compression, *extra):
     from conftest import TINY_BASE, compose_cfg
 
     return compose_cfg(["experiment=lenet5_progressive", "data=mnist", f"data.data_dir={fake_data_dir}",
+                        "data.verify_md5=false",
                         "data.val_size=200", "data.download=false", *TINY_BASE, "retrain.epochs=1",
                         "pruner.iterations=2", "pruner.epochs_per_iteration=0.5", "pruner.round_retrain_epochs=1",
                         f"prune.compression={compression}", *out_dirs, *extra])
@@ -139,6 +140,7 @@ def test_sensitivity_profile_end_to_end_is_exact_and_reuses_the_scan(fake_data_d
 
     def cfg(c):
         return compose_cfg(["experiment=lenet5_admm_71x", "data=mnist", f"data.data_dir={fake_data_dir}",
+                            "data.verify_md5=false",
                             "data.val_size=200", "data.download=false", *TINY, *out_dirs,
                             "prune.profile=sensitivity", f"prune.compression={c}",
                             "prune.sensitivity_levels=[0.5,0.1,0.02]"])

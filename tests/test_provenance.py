@@ -27,9 +27,16 @@ def test_code_version_names_the_commit_and_marks_a_dirty_tree(tmp_path):
     assert code_version(tmp_path) == {"commit": head, "dirty": True}
 
 
-def test_outside_a_repository_the_commit_is_unknown(tmp_path):
+def test_outside_a_repository_the_commit_is_unknown(tmp_path, monkeypatch):
+    monkeypatch.delenv("ADMM_CODE_COMMIT", raising=False)
     assert code_version(tmp_path / "nowhere") == {"commit": None, "dirty": None}
     assert "unknown commit" in describe({**provenance(repo=tmp_path / "nowhere")})
+
+
+def test_a_copied_tree_records_the_commit_it_was_copied_from_as_unchecked(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADMM_CODE_COMMIT", "0123456789abcdef")
+    assert code_version(tmp_path / "nowhere") == {"commit": "0123456789abcdef", "dirty": None}
+    assert "git 0123456789 (copied tree, not checked for edits)" in describe(provenance(repo=tmp_path / "nowhere"))
 
 
 def test_provenance_reports_this_process(tmp_path):

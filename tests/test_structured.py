@@ -144,6 +144,7 @@ def test_check_sparsity_names_the_key_and_value(sparsity, message):
 
 def structured_cfg(fake_data_dir, out_dirs, *extra, experiment="lenet5_admm_structured"):
     return compose_cfg([f"experiment={experiment}", "data=mnist", f"data.data_dir={fake_data_dir}",
+                        "data.verify_md5=false",
                         "data.val_size=200", "data.download=false", *TINY, *out_dirs, *extra])
 
 

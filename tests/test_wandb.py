@@ -9,6 +9,7 @@ from conftest import TINY, compose_cfg
 def test_offline_wandb_runs_write_stage_and_summary_runs(fake_data_dir, out_dirs, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = compose_cfg(["experiment=lenet300_admm_23x", "data=mnist", f"data.data_dir={fake_data_dir}",
+                       "data.verify_md5=false",
                        "data.val_size=200", "data.download=false", *TINY, *out_dirs, "logger=wandb"])
     s = run_experiment(cfg)
     wandb.teardown()  # W&B's service process writes the offline files; its teardown flushes them
@@ -33,6 +34,7 @@ def test_broken_wandb_falls_back_to_csv(fake_data_dir, out_dirs, monkeypatch):
     monkeypatch.setattr(wandb, "init", broken)
     monkeypatch.setenv("WANDB_MODE", "online")
     cfg = compose_cfg(["experiment=lenet300_admm_23x", "data=mnist", f"data.data_dir={fake_data_dir}",
+                       "data.verify_md5=false",
                        "data.val_size=200", "data.download=false", *TINY, *out_dirs, "logger=wandb"])
     s = run_experiment(cfg)
     assert s["final_acc"] > 0

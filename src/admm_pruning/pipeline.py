@@ -39,10 +39,14 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
+# Where the files are and how they are fetched or checked: not what they hold.
+MACHINE_DATA_KEYS = ("data_dir", "download", "verify_md5")
+
+
 def context_key(cfg: DictConfig) -> dict[str, Any]:
     """What shapes every stage besides its own settings: the network, the data and its split,
     and the trainer's numerics. Part of every cached artifact's key, sub-stages included."""
-    data = {k: v for k, v in plain(cfg.data).items() if k not in ("data_dir", "download")}
+    data = {k: v for k, v in plain(cfg.data).items() if k not in MACHINE_DATA_KEYS}
     return {"model": plain(cfg.model), "data": data, "numerics": {k: cfg.trainer.get(k) for k in NUMERICS}}
 
 

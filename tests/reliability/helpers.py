@@ -25,7 +25,7 @@ RESULTS = Path("results") / "lenet300_admm_23x" / "mnist"
 
 
 def overrides(data_dir: Path, root: Path, *extra: str) -> list[str]:
-    return [*BASE, f"data.data_dir={data_dir}", f"paths.artifacts_dir={root / 'artifacts'}",
+    return [*BASE, f"data.data_dir={data_dir}", "data.verify_md5=false", f"paths.artifacts_dir={root / 'artifacts'}",
             f"paths.results_dir={root / 'results'}", *extra]
 
 

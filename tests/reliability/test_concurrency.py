@@ -15,7 +15,8 @@ pytestmark = pytest.mark.reliability
 
 def test_parallel_multirun_jobs_train_the_shared_dense_stage_once(data_dir, tmp_path):
     # The sweep experiment runs its jobs through the joblib launcher, two at a time, as `make sweep-*` does.
-    args = ["-m", "experiment=lenet300_sweep", "data=mnist", f"data.data_dir={data_dir}", "data.val_size=200",
+    args = ["-m", "experiment=lenet300_sweep", "data=mnist", f"data.data_dir={data_dir}", "data.verify_md5=false",
+            "data.val_size=200",
             "data.download=false", "logger=csv", "trainer.accelerator=cpu", "pretrain.epochs=2",
             "budget.epochs=1", "prune.compression=8", "seed=0", "pruner=oneshot,global_magnitude",
             "hydra.launcher.n_jobs=2", f"paths.artifacts_dir={tmp_path / 'artifacts'}",

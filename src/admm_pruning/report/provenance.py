@@ -3,6 +3,7 @@ that differences between results can be traced to CPU kernels, library versions 
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -33,10 +34,13 @@ def _git(repo: Path, *args: str) -> str | None:
 
 
 def code_version(repo: Path = REPO) -> dict[str, Any]:
-    """The commit the code was run from, and whether tracked files differed from it (dirty)."""
+    """The commit the code was run from, and whether tracked files differed from it (dirty).
+
+    A copy of the tree without its .git folder (a remote GPU machine, say) cannot tell: there
+    ADMM_CODE_COMMIT names the commit it was copied from, and dirty stays unknown (None)."""
     commit = _git(repo, "rev-parse", "HEAD")
     if commit is None:
-        return {"commit": None, "dirty": None}
+        return {"commit": os.environ.get("ADMM_CODE_COMMIT") or None, "dirty": None}
     return {"commit": commit, "dirty": bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))}
 
 
@@ -54,5 +58,6 @@ def provenance(device: torch.device | str = "cpu", repo: Path = REPO) -> dict[st
 def describe(p: dict[str, Any]) -> str:
     """One line for a table: where and by what code a result was made."""
     where = p["gpu"] or f"{p['cpu']}, {p['threads']} threads"
-    code = "unknown commit" if not p.get("commit") else f"git {p['commit'][:10]}" + (" (dirty)" if p["dirty"] else "")
+    marks = {True: " (dirty)", None: " (copied tree, not checked for edits)", False: ""}
+    code = "unknown commit" if not p.get("commit") else f"git {p['commit'][:10]}" + marks[p["dirty"]]
     return f"Made on {where} ({p['device']}), torch {p['torch']}, Python {p['python']}; code {code}."
