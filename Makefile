@@ -116,8 +116,8 @@ profile-lenet5: $(STAMP) ## LeNet-5 at 71x: the paper's per-layer profile vs sen
 	$(AGGREGATE) results/lenet5_$(DATA)_profile --paper lenet5_profile --focus admm+sensitivity --wandb
 
 speedup: $(STAMP) ## Measured inference speedup (dense / masked / shrunk) of the structured runs vs the 71x preset -> results/speedup.md
-	$(PY) benchmarks/speedup.py results/lenet5_admm_structured/$(DATA)_conv2_shape/summary.json \
-		--compare results/lenet5_admm_structured/$(DATA)/summary.json results/lenet5_admm_71x/$(DATA)/summary.json --out results/speedup.md $(ARGS)
+	$(PY) benchmarks/speedup.py results/lenet5_admm_structured/$(DATA)_conv2_shape/seed0/summary.json \
+		--compare results/lenet5_admm_structured/$(DATA)/seed0/summary.json results/lenet5_admm_71x/$(DATA)/seed0/summary.json --out results/speedup.md $(ARGS)
 
 bench: $(STAMP) ## Training throughput vs a plain PyTorch loop; ADMM vs dense epoch time
 	$(PY) benchmarks/throughput.py --data $(DATA) $(ARGS)

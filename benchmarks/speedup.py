@@ -7,8 +7,8 @@ Rounds are interleaved (each round times every model) and the median per-batch t
 so machine noise hits all models alike. Writes a Markdown report (never hand-edited) with the
 ADAM-ADMM paper's reported speedups beside ours, labelled "paper".
 
-    python benchmarks/speedup.py results/lenet5_admm_structured/mnist10k/summary.json \
-        --compare results/lenet5_admm_71x/mnist10k/summary.json --out results/speedup.md
+    python benchmarks/speedup.py results/lenet5_admm_structured/mnist10k/seed0/summary.json \
+        --compare results/lenet5_admm_71x/mnist10k/seed0/summary.json --out results/speedup.md
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def test_sensitivity_profile_end_to_end_is_exact_and_reuses_the_scan(fake_data_d
     assert s["nonzero_weights"] == round(430500 / 30)
     assert s["profile"]["profile"] == "sensitivity" and s["keep"] != {"conv1": 0.2, "conv2": 0.08, "fc1": 0.009,
                                                                       "fc2": 0.07}
-    out = tmp_path / "results" / "lenet5_admm_71x" / "mnist"
+    out = tmp_path / "results" / "lenet5_admm_71x" / "mnist" / "seed0"
     assert (out / "sensitivity.png").stat().st_size > 0
     assert "| fc1 |" in (out / "sensitivity.md").read_text()
     scan = json.loads((Path(s["profile"]["scan_dir"]) / "metrics.json").read_text())
@@ -164,7 +164,7 @@ def test_profile_needs_a_compression_target():
     from admm_pruning.config import ConfigError, validate
     from conftest import compose_cfg
 
-    cfg = compose_cfg(["experiment=lenet5_admm_71x", "prune.profile=sensitivity"])
+    cfg = compose_cfg(["experiment=lenet5_admm_71x", "prune.profile=sensitivity", "prune.compression=null"])
     with pytest.raises(ConfigError, match="prune.compression"):
         validate(cfg, LeNet5)
     cfg = compose_cfg(["experiment=lenet5_admm_71x", "prune.profile=magic", "prune.compression=10"])

@@ -25,8 +25,9 @@ def _summary(path: Path, **fields) -> None:
 @pytest.fixture
 def tree(tmp_path: Path) -> tuple[Path, Path]:
     results = tmp_path / "results"
-    _summary(results / "lenet5_admm_71x" / "mnist10k" / "summary.json")
-    _summary(results / "lenet5_admm_structured" / "mnist10k" / "summary.json", experiment="lenet5_admm_structured",
+    _summary(results / "lenet5_admm_71x" / "mnist10k" / "seed0" / "summary.json")
+    _summary(results / "lenet5_admm_structured" / "mnist10k" / "seed0" / "summary.json",
+             experiment="lenet5_admm_structured",
              compression=36.8, wall_seconds=1.2, stage_cached={"pretrain": True, "admm": True, "retrain": True},
              paper={"source": "no LeNet-5 figure"})
     # a progressive folder: progressive 60x within 0.5 pts of the 95.70% dense mean, one-shot 60x not
@@ -47,7 +48,7 @@ def test_block_is_rebuilt_from_the_summaries_and_the_rest_is_untouched(tree):
     assert text.startswith("# Title\n\nbefore\n\n") and text.endswith("\n\nafter\n")
     assert "stale 1.23x" not in text
     row = next(line for line in text.splitlines() if line.startswith("| [lenet5_admm_71x]"))
-    assert "(results/lenet5_admm_71x/mnist10k/table.md)" in row
+    assert "(results/lenet5_admm_71x/mnist10k/seed0/table.md)" in row
     assert "| 97.90% | 98.17% | +0.27 pts | 71.16x | 71.2x | 99.20% | 46 / 329 / 46 | 421 |" in row
     reused = next(line for line in text.splitlines() if line.startswith("| [lenet5_admm_structured]"))
     assert reused.endswith("| 36.80x | - | - | 46 / 329 / 46 | 1 (stages reused) |")
@@ -77,7 +78,7 @@ def test_operating_points_are_chosen_on_validation_and_scored_on_test(tree):
 
 def test_a_changed_summary_changes_the_readme(tree):
     readme, results = tree
-    _summary(results / "lenet5_admm_71x" / "mnist10k" / "summary.json", final_acc=0.9700, compression=80.0)
+    _summary(results / "lenet5_admm_71x" / "mnist10k" / "seed0" / "summary.json", final_acc=0.9700, compression=80.0)
     readme_results.main(["--readme", str(readme), "--results", str(results)])
     assert "| 97.90% | 97.00% | -0.90 pts | 80.00x |" in readme.read_text()
 

@@ -177,7 +177,7 @@ def test_structured_conv_only_run_end_to_end(fake_data_dir, out_dirs, tmp_path):
     assert f["per_layer"]["conv2"]["shrunk"] == 2 * 15 * 10 * 25 * 8 * 8
     assert f["per_layer"]["fc1"]["shrunk"] == 2 * 240 * 500
     assert f["theoretical_speedup"] == pytest.approx(f["dense"] / f["remaining"])
-    out = tmp_path / "results" / "lenet5_admm_structured_conv_only" / "mnist"
+    out = tmp_path / "results" / "lenet5_admm_structured_conv_only" / "mnist" / "seed0"
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["flops"]["remaining"] == f["remaining"] and "FlopCounterMode" in on_disk["flops"]["flops_definition"]
     table = (out / "table.md").read_text()

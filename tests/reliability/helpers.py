@@ -21,7 +21,7 @@ ONESHOT = ["pruner=oneshot"]
 ADMM = ["pruner=admm", "pruner.iterations=2", "pruner.epochs_per_iteration=1"]
 # What a run's outcome is judged on (timings and paths differ between runs by design).
 VOLATILE = {"stage_seconds", "wall_seconds", "compute_seconds", "stage_dirs", "stage_cached", "config", "export_dir"}
-RESULTS = Path("results") / "lenet300_admm_23x" / "mnist"
+RESULTS = Path("results") / "lenet300_admm_23x" / "mnist" / "seed0"
 
 
 def overrides(data_dir: Path, root: Path, *extra: str) -> list[str]:

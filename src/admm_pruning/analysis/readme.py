@@ -36,7 +36,7 @@ def results_section(results: Path, base: Path = ROOT) -> str:
     lines = ["| experiment | data | seed | dense top-1 | final top-1 | change | compression | "
              "paper: compression | paper: top-1 | stage seconds (pretrain / prune / retrain) | wall s of the run |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
-    for path in sorted(results.glob("*/*/summary.json")):
+    for path in sorted(results.glob("*/*/seed*/summary.json")):
         s = json.loads(path.read_text())
         paper = s.get("paper") or {}
         secs = " / ".join(f"{v:.0f}" for v in s["stage_seconds"].values())
