@@ -14,7 +14,8 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def test_code_version_names_the_commit_and_marks_a_dirty_tree(tmp_path):
+def test_code_version_names_the_commit_and_marks_a_dirty_tree(tmp_path, monkeypatch):
+    monkeypatch.delenv("ADMM_CODE_COMMIT", raising=False)
     _git(tmp_path, "init", "-q")
     (tmp_path / "a.py").write_text("x = 1\n")
     _git(tmp_path, "add", "a.py")
@@ -36,6 +37,7 @@ def test_outside_a_repository_the_commit_is_unknown(tmp_path, monkeypatch):
 def test_a_copied_tree_records_the_commit_it_was_copied_from_as_unchecked(tmp_path, monkeypatch):
     monkeypatch.setenv("ADMM_CODE_COMMIT", "0123456789abcdef")
     assert code_version(tmp_path / "nowhere") == {"commit": "0123456789abcdef", "dirty": None}
+    assert code_version()["commit"] == "0123456789abcdef"  # over a .git folder, which may be stale
     assert "git 0123456789 (copied tree, not checked for edits)" in describe(provenance(repo=tmp_path / "nowhere"))
 
 

@@ -29,6 +29,7 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
     _summary(results / "lenet5_admm_structured" / "mnist10k" / "seed0" / "summary.json",
              experiment="lenet5_admm_structured",
              compression=36.8, wall_seconds=1.2, stage_cached={"pretrain": True, "admm": True, "retrain": True},
+             provenance={"gpu": None, "threads": 2},
              paper={"source": "no LeNet-5 figure"})
     # a progressive folder: progressive 60x within 0.5 pts of the 95.70% dense mean, one-shot 60x not
     for seed, (prog, one) in enumerate([(0.9563, 0.9500), (0.9580, 0.9510)]):
@@ -49,13 +50,26 @@ def test_block_is_rebuilt_from_the_summaries_and_the_rest_is_untouched(tree):
     assert "stale 1.23x" not in text
     row = next(line for line in text.splitlines() if line.startswith("| [lenet5_admm_71x]"))
     assert "(results/lenet5_admm_71x/mnist10k/seed0/table.md)" in row
-    assert "| 97.90% | 98.17% | +0.27 pts | 71.16x | 71.2x | 99.20% | 46 / 329 / 46 | 421 |" in row
+    assert "| 97.90% | 98.17% | +0.27 pts | 71.16x | 71.2x | 99.20% | - | 46 / 329 / 46 | 421 |" in row
+    assert "| mnist10k (stand-in: 7k / 3k) |" in row
     reused = next(line for line in text.splitlines() if line.startswith("| [lenet5_admm_structured]"))
-    assert reused.endswith("| 36.80x | - | - | 46 / 329 / 46 | 1 (stages reused) |")
+    assert reused.endswith("| 36.80x | - | - | CPU, 2 threads | 46 / 329 / 46 | 1 (stages reused) |")
+
     ops = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| lenet300 | mnist10k |")}
     # earlier-code summaries (no validation keys): chosen on test, and the row says so
     assert f"| 60.0x: 95.71 ± 0.12% (n=2) | 60.0x: 95.71 ± 0.12% (n=2) | {OLD} |" in ops["admm_progressive"]
     assert f"| none | 60.0x: 95.05 ± 0.07% (n=2) | {OLD} |" in ops["admm"]  # 0.65 pts below dense
+
+
+def test_full_mnist_rows_come_first_marked_with_their_protocol_and_machine(tree):
+    readme, results = tree
+    _summary(results / "lenet5_admm_71x" / "mnist" / "seed1" / "summary.json", data="mnist", seed=1,
+             provenance={"gpu": "NVIDIA H100 80GB HBM3", "threads": 16})
+    readme_results.main(["--readme", str(readme), "--results", str(results)])
+    rows = [line for line in readme.read_text().splitlines() if line.startswith("| [")]
+    assert rows[0].startswith("| [lenet5_admm_71x](results/lenet5_admm_71x/mnist/seed1/table.md) | "
+                              "mnist (papers' protocol: 55k / 5k / 10k test) | 1 |")
+    assert "| H100 80GB HBM3 |" in rows[0] and all("(stand-in" in r for r in rows[1:])
 
 
 def test_operating_points_are_chosen_on_validation_and_scored_on_test(tree):

@@ -31,23 +31,41 @@ def _link(path: Path, base: Path) -> str:
     return path.relative_to(base).as_posix()
 
 
-def results_section(results: Path, base: Path = ROOT) -> str:
-    """One row per single run, then links to the study reports and benchmark files that exist."""
-    lines = ["| experiment | data | seed | dense top-1 | final top-1 | change | compression | "
-             "paper: compression | paper: top-1 | stage seconds (pretrain / prune / retrain) | wall s of the run |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
-    for path in sorted(results.glob("*/*/seed*/summary.json")):
-        s = json.loads(path.read_text())
-        paper = s.get("paper") or {}
-        secs = " / ".join(f"{v:.0f}" for v in s["stage_seconds"].values())
-        delta = 100 * (s["final_acc"] - s["dense_acc"])
-        reused = any((s.get("stage_cached") or {}).values())
-        wall = f"{s['wall_seconds']:.0f}" + (" (stages reused)" if reused else "")
-        lines.append(
-            f"| [{s['experiment']}]({_link(path.parent, base)}/table.md) | {s['data']} | "
+# How each data set is labelled: the papers' protocol first, the stand-in after it.
+PROTOCOLS = {"mnist": "mnist (papers' protocol: 55k / 5k / 10k test)", "mnist10k": "mnist10k (stand-in: 7k / 3k)"}
+
+
+def _machine(s: dict) -> str:
+    """Where a run was made, from its provenance: the GPU, else the CPU's thread count."""
+    p = s.get("provenance") or {}
+    if p.get("gpu"):
+        return p["gpu"].replace("NVIDIA ", "")
+    return f"CPU, {p['threads']} threads" if p.get("threads") else "-"
+
+
+def _row(path: Path, s: dict, base: Path) -> str:
+    paper = s.get("paper") or {}
+    secs = " / ".join(f"{v:.0f}" for v in s["stage_seconds"].values())
+    delta = 100 * (s["final_acc"] - s["dense_acc"])
+    reused = any((s.get("stage_cached") or {}).values())
+    wall = f"{s['wall_seconds']:.0f}" + (" (stages reused)" if reused else "")
+    return (f"| [{s['experiment']}]({_link(path.parent, base)}/table.md) | {PROTOCOLS.get(s['data'], s['data'])} | "
             f"{s['seed']} | {_pct(s['dense_acc'])} | {_pct(s['final_acc'])} | {delta:+.2f} pts | "
             f"{s['compression']:.2f}x | {_times(paper.get('compression'))} | {_pct(paper.get('top1'))} | "
-            f"{secs} | {wall} |")
+            f"{_machine(s)} | {secs} | {wall} |")
+
+
+def results_section(results: Path, base: Path = ROOT) -> str:
+    """One row per single run, full-MNIST rows first, then links to the study reports and
+    benchmark files that exist."""
+    lines = ["| experiment | data | seed | dense top-1 | final top-1 | change | compression | "
+             "paper: compression | paper: top-1 | made on | stage seconds (pretrain / prune / retrain) | "
+             "wall s of the run |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
+    runs = [(path, json.loads(path.read_text())) for path in sorted(results.glob("*/*/seed*/summary.json"))]
+    order = list(PROTOCOLS)
+    runs.sort(key=lambda r: order.index(r[1]["data"]) if r[1]["data"] in order else len(order))
+    lines += [_row(path, s, base) for path, s in runs]
     sweeps = sorted(results.glob("*_sweep/report.md"))
     if sweeps:
         lines += ["", "Sweeps (accuracy vs compression per pruner, equal budgets): "

@@ -36,11 +36,15 @@ def _git(repo: Path, *args: str) -> str | None:
 def code_version(repo: Path = REPO) -> dict[str, Any]:
     """The commit the code was run from, and whether tracked files differed from it (dirty).
 
-    A copy of the tree without its .git folder (a remote GPU machine, say) cannot tell: there
-    ADMM_CODE_COMMIT names the commit it was copied from, and dirty stays unknown (None)."""
+    ADMM_CODE_COMMIT, when set, names the commit instead, with dirty unknown (None): a copy of
+    the tree sent to another machine (a GPU machine, say) may carry no .git folder, or a stale one
+    whose HEAD is not the commit the files came from."""
+    given = os.environ.get("ADMM_CODE_COMMIT")
+    if given:
+        return {"commit": given, "dirty": None}
     commit = _git(repo, "rev-parse", "HEAD")
     if commit is None:
-        return {"commit": os.environ.get("ADMM_CODE_COMMIT") or None, "dirty": None}
+        return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))}
 
 
