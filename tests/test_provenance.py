@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from admm_pruning.report.provenance import code_version, describe, provenance
+from admm_pruning.report.provenance import code_version, describe, note_code_version, provenance
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -46,3 +46,17 @@ def test_provenance_reports_this_process(tmp_path):
     assert p["torch"] == torch.__version__ and p["cuda"] == torch.version.cuda
     assert p["threads"] == torch.get_num_threads() and p["device"] == "cpu" and p["gpu"] is None
     assert p["cpu"] and describe(p).startswith(f"Made on {p['cpu']}, {p['threads']} threads (cpu), torch ")
+
+
+def test_a_run_records_the_commit_it_started_from_not_one_made_while_it_trained(tmp_path, monkeypatch):
+    monkeypatch.delenv("ADMM_CODE_COMMIT", raising=False)
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    _git(tmp_path, "add", "a.py")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    started = _git(tmp_path, "rev-parse", "HEAD")
+    note_code_version(tmp_path)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two")
+    assert code_version(tmp_path)["commit"] != started
+    assert provenance(repo=tmp_path)["commit"] == started

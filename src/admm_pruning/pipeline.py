@@ -22,6 +22,7 @@ from admm_pruning.models.layers import prunable_layers
 from admm_pruning.models.pretrained import file_sha256, load_dense_checkpoint
 from admm_pruning.plan import Plan, initial_plan, profiled_plan
 from admm_pruning.pruners.base import PruneJob, Pruner, build_pruner
+from admm_pruning.report.provenance import note_code_version
 from admm_pruning.report.summary import publish
 from admm_pruning.sparsity.masks import apply_masks, plain_state_dict, remove_masks
 from admm_pruning.sparsity.structured import SparsityError, check_sparsity
@@ -84,6 +85,7 @@ def check(cfg: DictConfig, build: Callable[[], nn.Module]) -> Pruner:
 def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     """Run (or reuse) every stage and write summary.json and table.md; returns the summary."""
     start = time.perf_counter()
+    note_code_version()
 
     def build() -> nn.Module:
         """A fresh model, initialised from the run's seed (same init in every process)."""

@@ -48,14 +48,25 @@ def code_version(repo: Path = REPO) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))}
 
 
+_AT_START: dict[Path, dict[str, Any]] = {}
+
+
+def note_code_version(repo: Path = REPO) -> None:
+    """Record the code's version as a run starts: a run trains for an hour, and a commit made
+    meanwhile must not be credited with its results (``provenance`` reports this record)."""
+    _AT_START[repo] = code_version(repo)
+
+
 def provenance(device: torch.device | str = "cpu", repo: Path = REPO) -> dict[str, Any]:
-    """Machine, threads, torch / CUDA / Python versions and the git commit of this process."""
+    """Machine, threads, torch / CUDA / Python versions and the git commit of this process (as
+    ``note_code_version`` recorded it when the run started, where it was called)."""
+    code = _AT_START.get(repo) or code_version(repo)
     device = torch.device(device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
         "cpu": _cpu_model(), "cpu_count": torch.multiprocessing.cpu_count(), "threads": torch.get_num_threads(),
         "device": str(device), "gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda,
-        "python": platform.python_version(), "platform": platform.platform(), **code_version(repo),
+        "python": platform.python_version(), "platform": platform.platform(), **code,
     }
 
 
