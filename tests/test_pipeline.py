@@ -78,12 +78,17 @@ def test_interrupted_admm_stage_resumes_from_its_checkpoint(fake_data_dir, out_d
     admm_dirs = list((tmp_path / "artifacts" / "stages").glob("admm-*"))
     assert len(admm_dirs) == 1 and (admm_dirs[0] / "checkpoints" / "last.ckpt").is_file()
     assert not (admm_dirs[0] / "metrics.json").exists()
+    crashed = json.loads((admm_dirs[0] / ".segment.json").read_text())
+    until_ckpt = (admm_dirs[0] / "checkpoints" / "last.ckpt").stat().st_mtime - crashed["started"]
 
     monkeypatch.undo()
     s = run_experiment(fake_cfg(fake_data_dir, out_dirs, *extra))
     assert s["stage_cached"] == {"pretrain": True, "admm": False, "retrain": False}
     metrics = json.loads((admm_dirs[0] / "metrics.json").read_text())
     assert metrics["resumed"] is True
+    # the stage's seconds count the crashed run up to its checkpoint, besides the resumed run's
+    assert until_ckpt > 0 and metrics["seconds"] == pytest.approx(metrics["segment_seconds"] + until_ckpt)
+    assert s["stage_seconds"]["admm"] == metrics["seconds"] and not (admm_dirs[0] / ".segment.json").exists()
     assert [r["iteration"] for r in metrics["residuals"]] == [1, 2, 3, 4]  # Z, U, history restored
     # deterministic on CPU: the resumed run equals the uninterrupted one
     assert s["admm_acc"] == reference["admm_acc"] and s["final_acc"] == reference["final_acc"]

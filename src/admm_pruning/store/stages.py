@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 ARTIFACTS = "artifacts"
 
 OWNER = ".owner"  # job id of the rank 0 computing the stage (DDP ranks >= 1 join it)
+SEGMENT = ".segment.json"  # when the current run of a stage began, and the seconds of earlier runs
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -120,6 +121,20 @@ def read_checkpoint(ckpt: Path) -> dict[str, Any] | None:
         ckpt.unlink(missing_ok=True)
         return None
     return state
+
+
+def prior_seconds(d: Path, ckpt: Path, resuming: bool) -> float:
+    """Seconds that earlier, interrupted runs of this stage spent up to its checkpoint, so that a
+    stage resumed across sessions reports its whole cost; work after that checkpoint was lost and
+    is done again, so it is not counted twice."""
+    seg = d / SEGMENT
+    if not resuming or not seg.is_file():
+        return 0.0
+    try:
+        last = json.loads(seg.read_text())
+        return float(last["prior_seconds"]) + max(0.0, ckpt.stat().st_mtime - float(last["started"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 @dataclass
@@ -211,13 +226,17 @@ class StageCache:
         resume = ckpt if state is not None else None
         resumed_from = state and {"epoch": state.get("epoch"), "global_step": state.get("global_step")}
         del state  # Lightning loads it again; not worth holding through the stage
+        prior = prior_seconds(d, ckpt, resume is not None)
+        write_json(d / SEGMENT, {"started": time.time(), "prior_seconds": prior})
         start = time.perf_counter()
         metrics = compute(d, resume)
-        metrics["seconds"] = time.perf_counter() - start
+        metrics["segment_seconds"] = time.perf_counter() - start
+        metrics["seconds"] = prior + metrics["segment_seconds"]  # earlier, interrupted runs included
         metrics["resumed"] = resume is not None
         if resumed_from:
             metrics["resumed_from"] = resumed_from
         metrics[ARTIFACTS] = {p.name: sha256(p) for p in sorted(d.glob("*.pt"))}
         write_json(d / "metrics.json", metrics)
         shutil.rmtree(d / "checkpoints", ignore_errors=True)
+        (d / SEGMENT).unlink(missing_ok=True)
         return StageResult(name, d, metrics, cached=False)
