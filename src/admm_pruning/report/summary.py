@@ -92,6 +92,7 @@ def publish(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], 
     write_table(out / "table.md", summary)
     cols, rows = table_rows(summary)
     log_summary(logger_factory, summary, rows, cols, save_dir=str(stages["retrain"].dir))
-    log.info("compression %.2fx, dense %.4f -> final %.4f; wrote %s", summary["compression"],
-             summary["dense_acc"], summary["final_acc"], out)
+    log.info("compression %.2fx, dense %.4f -> final %.4f; stages took %.0f s (this run %.0f s); wrote %s",
+             summary["compression"], summary["dense_acc"], summary["final_acc"], summary["compute_seconds"],
+             summary["wall_seconds"], out)
     return summary
