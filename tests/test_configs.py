@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from admm_pruning.config import ConfigError, validate
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.pipeline import MACHINE_DATA_KEYS
-from admm_pruning.plan import initial_plan
+from admm_pruning.plan import initial_plan, initial_targets
 from admm_pruning.pruners.base import build_pruner
 from admm_pruning.pruners.progressive import round_targets
 from admm_pruning.sparsity.projections import keep_count
@@ -47,13 +47,16 @@ def test_every_experiment_composes_and_instantiates(experiment, data):
 @pytest.mark.parametrize("experiment, paper_ratio, expected", [
     ("lenet300_admm_23x", 22.9, 266200 / (9408 + 2100 + 120)),
     ("lenet5_admm_40x", 40.2, 430500 / (100 + 2250 + 8000 + 350)),
-    ("lenet5_admm_71x", 71.2, 430500 / (100 + 2000 + 3600 + 350)),
+    ("lenet5_admm_71x", 71.2, 430500 / (100 + 1999 + 3597 + 350)),  # 6,050 scaled to exactly 71.2x
+    ("lenet5_admm_71x_fast", 71.2, 430500 / (100 + 1999 + 3597 + 350)),
 ])
 def test_presets_give_the_papers_weight_counts(experiment, paper_ratio, expected):
     cfg = compose_cfg([f"experiment={experiment}"])
     layers = prunable_layers(instantiate(cfg.model.net))
-    total = sum(m.weight.numel() for m in layers.values())
-    kept = sum(keep_count(layers[n].weight.numel(), f) for n, f in cfg.prune.keep.items())
+    sizes = {n: m.weight.numel() for n, m in layers.items()}
+    keep, _ = initial_targets(cfg, sizes)
+    total = sum(sizes.values())
+    kept = sum(keep_count(sizes[n], f) for n, f in keep.items())
     assert total / kept == pytest.approx(expected)
     assert round(total / kept, 1) == pytest.approx(paper_ratio, abs=0.05)
     assert cfg.paper.compression == paper_ratio
@@ -121,6 +124,8 @@ LENET5 = ["experiment=lenet5_admm_71x"]
     (["seed=true"], "seed=True: expected an integer"),
     (["data.split_seed=abc"], "data.split_seed='abc': expected an integer"),
     (["data=mnist10k", "data.split_seed=null"], "data.split_seed=None: expected an integer"),
+    (["data.verify_md5=no"], "data.verify_md5='no': expected true or false"),
+    (["data.download=1"], "data.download=1: expected true or false"),
 ])
 def test_bad_values_are_refused_by_key_and_value_before_any_model_is_built(overrides, message):
     cfg = compose_cfg([*LENET5, *overrides])
@@ -141,6 +146,13 @@ def test_layer_names_are_checked_on_a_model_built_once_after_the_values():
     assert calls == [1]
     with pytest.raises(ConfigError, match="prune.keep.conv3: unknown layer"):
         validate(compose_cfg([*LENET5, "+prune.keep.conv3=0.1"]), build)
+
+
+def test_unchecked_data_never_shares_a_stage_key_with_checked_mnist():
+    from admm_pruning.pipeline import context_key
+    checked = context_key(compose_cfg([*LENET5, "data.verify_md5=true", "data.data_dir=/a"]))
+    assert checked == context_key(compose_cfg([*LENET5, "data.data_dir=/b", "data.download=false"]))
+    assert context_key(compose_cfg([*LENET5, "data.verify_md5=false"])) != checked
 
 
 # The resolved settings that key the stage cache, for experiment=lenet5_admm_71x data=mnist10k.

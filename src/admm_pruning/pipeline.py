@@ -40,7 +40,8 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-# Where the files are and how they are fetched or checked: not what they hold.
+# Where the files are and how they are fetched or checked: not what they hold. Unchecked data
+# (verify_md5 false: generated test data) does key its stages, so it never shares a cache with MNIST.
 MACHINE_DATA_KEYS = ("data_dir", "download", "verify_md5")
 
 
@@ -48,6 +49,8 @@ def context_key(cfg: DictConfig) -> dict[str, Any]:
     """What shapes every stage besides its own settings: the network, the data and its split,
     and the trainer's numerics. Part of every cached artifact's key, sub-stages included."""
     data = {k: v for k, v in plain(cfg.data).items() if k not in MACHINE_DATA_KEYS}
+    if cfg.data.get("verify_md5") is False:
+        data["verify_md5"] = False
     return {"model": plain(cfg.model), "data": data, "numerics": {k: cfg.trainer.get(k) for k in NUMERICS}}
 
 
