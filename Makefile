@@ -37,7 +37,7 @@ test-all: $(STAMP) ## Every test: default, reliability and slow
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests benchmarks
 
-reproduce-lenet5: $(STAMP) ## ADMM LeNet-5 at 71.2x on full MNIST, the TF code's 171-epoch recipe (about 1 h on 2 CPU cores); DATA=mnist10k: the quick stand-in
+reproduce-lenet5: $(STAMP) ## ADMM LeNet-5 at 71.2x on full MNIST, the TF code's 171-epoch recipe (56 min measured on 2 CPU cores, 14 min on an H100); DATA=mnist10k: the quick stand-in
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_71x data=$(DATA) $(ARGS)
 
 reproduce-lenet5-fast: $(STAMP) ## LeNet-5 at 71.2x on a 70-epoch recipe (rho 1e-3 x1.3 per update) instead of the TF code's 171 epochs (about 22 min on 2 CPU cores)
