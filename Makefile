@@ -50,6 +50,15 @@ reproduce-lenet5-structured: $(STAMP) ## Structured ADMM (ADAM-ADMM) LeNet-5: co
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_structured_shape data=$(DATA) $(ARGS)
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_structured data=$(DATA) $(ARGS)
 
+reproduce-lenet5-structured-short: $(STAMP) ## conv1 filter + conv2 shape with the fast recipe's ADMM phase (10 x 3 epochs, rho 1e-3 x1.3): 66 epochs instead of 171
+	$(VENV)/bin/admm-prune experiment=lenet5_admm_structured_shape_short data=$(DATA) $(ARGS)
+
+reproduce-lenet5-progressive: $(STAMP) ## Progressive ADMM LeNet-5 at 167x, the progressive code's recipe (5 rounds x 80 epochs: about 2.3 h on 2 CPU cores)
+	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x data=$(DATA) $(ARGS)
+
+reproduce-lenet5-progressive-short: $(STAMP) ## Progressive ADMM LeNet-5 at 167x on the shortened recipe of the progressive study (142 epochs instead of 418)
+	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x_short data=$(DATA) $(ARGS)
+
 reproduce-lenet300: $(STAMP) ## ADMM LeNet-300-100 at 22.9x
 	$(VENV)/bin/admm-prune experiment=lenet300_admm_23x data=$(DATA) $(ARGS)
 
@@ -115,9 +124,16 @@ profile-lenet5: $(STAMP) ## LeNet-5 at 71x: the paper's per-layer profile vs sen
 	$(STUDY) experiment=lenet5_profile data=$(DATA) $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
 	$(AGGREGATE) results/lenet5_$(DATA)_profile --paper lenet5_profile --focus admm+sensitivity --wandb
 
-speedup: $(STAMP) ## Measured inference speedup (dense / masked / shrunk) of the structured runs vs the 71x preset -> results/speedup.md
-	$(PY) benchmarks/speedup.py results/lenet5_admm_structured/$(DATA)_conv2_shape/seed0/summary.json \
-		--compare results/lenet5_admm_structured/$(DATA)/seed0/summary.json results/lenet5_admm_71x/$(DATA)/seed0/summary.json --out results/speedup.md $(ARGS)
+# The runs speedup times need their stage folders (weights and masks) in artifacts/.
+SPEEDUP_RUN ?= results/lenet5_admm_structured/mnist10k_conv2_shape/seed0/summary.json
+SPEEDUP_COMPARE ?= results/lenet5_admm_structured/mnist10k/seed0/summary.json results/lenet5_admm_71x/mnist10k/seed0/summary.json
+SPEEDUP_OUT ?= results/speedup.md
+speedup: $(STAMP) ## Measured inference speedup (dense / masked / shrunk) of the mnist10k structured runs vs the 71x preset -> results/speedup.md
+	$(PY) benchmarks/speedup.py $(SPEEDUP_RUN) --compare $(SPEEDUP_COMPARE) --out $(SPEEDUP_OUT) $(ARGS)
+
+speedup-mnist: $(STAMP) ## The same for the full-MNIST structured run (shortened ADMM) vs the unstructured 40x run -> results/speedup_mnist.md
+	$(MAKE) speedup SPEEDUP_RUN=results/lenet5_admm_structured_shape_short/mnist/seed0/summary.json \
+		SPEEDUP_COMPARE=results/lenet5_admm_40x/mnist/seed0/summary.json SPEEDUP_OUT=results/speedup_mnist.md
 
 bench: $(STAMP) ## Training throughput vs a plain PyTorch loop; ADMM vs dense epoch time
 	$(PY) benchmarks/throughput.py --data $(DATA) $(ARGS)
@@ -128,4 +144,4 @@ readme: $(STAMP) ## Regenerate README's results section from results/
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
+.PHONY: reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean

@@ -49,6 +49,9 @@ def test_every_experiment_composes_and_instantiates(experiment, data):
     ("lenet5_admm_40x", 40.2, 430500 / (100 + 2250 + 8000 + 350)),
     ("lenet5_admm_71x", 71.2, 430500 / (100 + 1999 + 3597 + 350)),  # 6,050 scaled to exactly 71.2x
     ("lenet5_admm_71x_fast", 71.2, 430500 / (100 + 1999 + 3597 + 350)),
+    # the progressive code's 20 / 5.3 / 1 / 7% profile scaled to 167x: 2,578 kept, 166.99x
+    ("lenet5_admm_progressive_167x", 167, 430500 / (45 + 591 + 1786 + 156)),
+    ("lenet5_admm_progressive_167x_short", 167, 430500 / (45 + 591 + 1786 + 156)),
 ])
 def test_presets_give_the_papers_weight_counts(experiment, paper_ratio, expected):
     cfg = compose_cfg([f"experiment={experiment}"])

@@ -27,7 +27,8 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
     results = tmp_path / "results"
     _summary(results / "lenet5_admm_71x" / "mnist10k" / "seed0" / "summary.json")
     _summary(results / "lenet5_admm_structured" / "mnist10k" / "seed0" / "summary.json",
-             experiment="lenet5_admm_structured",
+             experiment="lenet5_admm_structured", config={"pretrain": {"epochs": 18}}, pruning_epochs=30.0,
+             retrain_epochs=18,
              compression=36.8, wall_seconds=1.2, stage_cached={"pretrain": True, "admm": True, "retrain": True},
              provenance={"gpu": None, "threads": 2},
              paper={"source": "no LeNet-5 figure"})
@@ -50,10 +51,10 @@ def test_block_is_rebuilt_from_the_summaries_and_the_rest_is_untouched(tree):
     assert "stale 1.23x" not in text
     row = next(line for line in text.splitlines() if line.startswith("| [lenet5_admm_71x]"))
     assert "(results/lenet5_admm_71x/mnist10k/seed0/table.md)" in row
-    assert "| 97.90% | 98.17% | +0.27 pts | 71.16x | 71.2x | 99.20% | - | 46 / 329 / 46 | 421 |" in row
+    assert "| 97.90% | 98.17% | +0.27 pts | 71.16x | 71.2x | 99.20% | - | - | 46 / 329 / 46 | 421 |" in row
     assert "| mnist10k (stand-in: 7k / 3k) |" in row
     reused = next(line for line in text.splitlines() if line.startswith("| [lenet5_admm_structured]"))
-    assert reused.endswith("| 36.80x | - | - | CPU, 2 threads | 46 / 329 / 46 | 1 (stages reused) |")
+    assert reused.endswith("| 36.80x | - | - | 18 + 30 + 18 | CPU, 2 threads | 46 / 329 / 46 | 1 (stages reused) |")
 
     ops = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| lenet300 | mnist10k |")}
     # earlier-code summaries (no validation keys): chosen on test, and the row says so

@@ -43,6 +43,14 @@ def _machine(s: dict) -> str:
     return f"CPU, {p['threads']} threads" if p.get("threads") else "-"
 
 
+def _epochs(s: dict) -> str:
+    """The recipe's length as dense + pruning + retraining epochs, so a shortened recipe shows
+    beside its original; '-' where a summary lacks them."""
+    dense = ((s.get("config") or {}).get("pretrain") or {}).get("epochs")
+    parts = (dense, s.get("pruning_epochs"), s.get("retrain_epochs"))
+    return "-" if None in parts else " + ".join(f"{p:g}" for p in parts)
+
+
 def _row(path: Path, s: dict, base: Path) -> str:
     paper = s.get("paper") or {}
     secs = " / ".join(f"{v:.0f}" for v in s["stage_seconds"].values())
@@ -52,16 +60,16 @@ def _row(path: Path, s: dict, base: Path) -> str:
     return (f"| [{s['experiment']}]({_link(path.parent, base)}/table.md) | {PROTOCOLS.get(s['data'], s['data'])} | "
             f"{s['seed']} | {_pct(s['dense_acc'])} | {_pct(s['final_acc'])} | {delta:+.2f} pts | "
             f"{s['compression']:.2f}x | {_times(paper.get('compression'))} | {_pct(paper.get('top1'))} | "
-            f"{_machine(s)} | {secs} | {wall} |")
+            f"{_epochs(s)} | {_machine(s)} | {secs} | {wall} |")
 
 
 def results_section(results: Path, base: Path = ROOT) -> str:
     """One row per single run, full-MNIST rows first, then links to the study reports and
     benchmark files that exist."""
     lines = ["| experiment | data | seed | dense top-1 | final top-1 | change | compression | "
-             "paper: compression | paper: top-1 | made on | stage seconds (pretrain / prune / retrain) | "
-             "wall s of the run |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
+             "paper: compression | paper: top-1 | epochs (dense + prune + retrain) | made on | "
+             "stage seconds (pretrain / prune / retrain) | wall s of the run |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|"]
     runs = [(path, json.loads(path.read_text())) for path in sorted(results.glob("*/*/seed*/summary.json"))]
     order = list(PROTOCOLS)
     runs.sort(key=lambda r: order.index(r[1]["data"]) if r[1]["data"] in order else len(order))
@@ -72,7 +80,8 @@ def results_section(results: Path, base: Path = ROOT) -> str:
                   + ", ".join(f"[{p.parent.name}]({_link(p, base)}) "
                               f"([plot]({_link(p.parent / 'accuracy_vs_compression.png', base)}))"
                               for p in sweeps) + "."]
-    extra = [(f, label) for f, label in ((results / "speedup.md", "measured inference speedup of structured pruning"),
+    extra = [(f, label) for f, label in ((results / "speedup_mnist.md", "measured inference speedup, full MNIST"),
+                                         (results / "speedup.md", "measured inference speedup of structured pruning"),
                                          (results / "alexnet_weights.md", "AlexNet weight counts vs the 21x preset"))
              if f.is_file()]
     if extra:
