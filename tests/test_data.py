@@ -38,8 +38,12 @@ def test_missing_data_fails_with_directory_files_and_alternative(tmp_path):
         MNISTData("mnist", str(tmp_path), download=False).setup()
     msg = str(err.value)
     assert str(tmp_path) in msg and "train-images-idx3-ubyte.gz" in msg and "DATA=mnist10k" in msg
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz"):
-        MNISTData("mnist10k", str(tmp_path)).setup()
+    assert "no download was tried (data.download=false)" in msg
+    with pytest.raises(DataError) as err:
+        MNISTData("mnist10k", str(tmp_path), download=False).setup()
+    msg = str(err.value)
+    assert "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz not found under DATA_DIR=" + str(tmp_path) in msg
+    assert "train-images" not in msg and "no download was tried" in msg
 
 
 def test_corrupt_gz_is_refused_by_checksum(tmp_path):

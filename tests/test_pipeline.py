@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,13 +126,29 @@ def test_bad_input_fails_fast_with_a_clear_message_and_writes_nothing(tmp_path, 
     assert not (tmp_path / "r").exists() and not (tmp_path / "a" / "stages").exists()
 
 
+DEAD = "http://127.0.0.1:9"  # a refused proxy: no network, even on a machine that has one
+NO_NETWORK = {"HTTP_PROXY": DEAD, "HTTPS_PROXY": DEAD, "http_proxy": DEAD, "https_proxy": DEAD,
+              "NO_PROXY": "", "no_proxy": ""}
+
+
 def test_missing_data_with_download_fails_fast_without_network(tmp_path):
     """`make reproduce-lenet5` on a machine with no MNIST: the download fails, then the message."""
-    dead = "http://127.0.0.1:9"  # no network, even on a machine that has one
-    proc = cli(tmp_path, "experiment=lenet5_admm_71x", env_extra={
-        "DATA_DIR": str(tmp_path / "nodata"), "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
-        "http_proxy": dead, "https_proxy": dead, "NO_PROXY": "", "no_proxy": ""})
+    proc = cli(tmp_path, "experiment=lenet5_admm_71x", env_extra={"DATA_DIR": str(tmp_path / "nodata"), **NO_NETWORK})
     assert proc.returncode == 2
     assert str(tmp_path / "nodata") in proc.stderr and "train-images-idx3-ubyte.gz" in proc.stderr
     assert "DATA=mnist10k" in proc.stderr
     assert not (tmp_path / "nodata").exists()  # the failed download left nothing behind
+
+
+def test_mnist10k_tries_the_test_set_download_and_fails_in_seconds_without_network(tmp_path):
+    """`make reproduce-lenet5 DATA=mnist10k` on a fresh clone: torchvision fetches the test set where a
+    network allows; without one the run stops in under 30 s, naming DATA_DIR and the files to put there."""
+    start = time.monotonic()
+    proc = cli(tmp_path, "experiment=lenet5_admm_71x", "data=mnist10k",
+               env_extra={"DATA_DIR": str(tmp_path / "nodata"), **NO_NETWORK})
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 2
+    err = proc.stderr
+    assert f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz not found under DATA_DIR={tmp_path / 'nodata'}" in err
+    assert "the download through torchvision failed" in err and "train-images" not in err
+    assert not (tmp_path / "nodata").exists() and not (tmp_path / "r").exists()

@@ -63,7 +63,7 @@ def report() -> tuple[str, dict[str, dict[str, float]]]:
         "(conf/model/alexnet.yaml, "
         "conf/model/caffenet.yaml) and the keep fractions of conf/experiment/alexnet_admm_21x.yaml, counted with "
         "`keep_count` (round(keep x weights), at least 1). Weights only, biases excluded. Columns marked *paper* "
-        "are the published figures (Zhang et al. 2018, ECCV; shared/REFERENCE.md), not measured here. Shapes are "
+        "are the published figures (Zhang et al. 2018, ECCV; docs/reference.md), not measured here. Shapes are "
         "PyTorch's: out x in x kh x kw for conv (in = input channels per group), out x in for fc.",
         "",
         "| Layer | torchvision shape | weights | CaffeNet shape | weights | keep (21x preset) | kept, torchvision "

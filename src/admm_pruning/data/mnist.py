@@ -4,20 +4,29 @@ Two protocols:
 - ``mnist``: the official 60k/10k split (5k of the 60k carved off for validation, as the TF
   code did), read from IDX files or downloaded through torchvision.
 - ``mnist10k``: the 10k official test images only, split by a seeded permutation into 7,000
-  train and 3,000 test; validation is carved from the 7,000 (see shared/data/mnist/README.md).
+  train and 3,000 test; validation is carved from the 7,000 (docs/reference.md, Data).
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from admm_pruning.data.mnist_files import (
+    TEST_FILES,
+    TRAIN_FILES,
+    DataError,
+    download_files,
+    find_file,
+    load_idx_pair,
+    missing_message,
+)
+
+__all__ = ["TEST_FILES", "DataError", "InMemoryData", "MNISTData", "Split", "default_data_dir", "load_idx_pair"]
 
 MEAN, STD = 0.1307, 0.3081
 CAFFE_SCALE = 0.00390625  # 1/256: the `scale` of the data layer in Caffe's lenet_train_test.prototxt
@@ -30,102 +39,8 @@ PIXEL_SCALES = {
     "caffe": "x * 0.00390625 in [0, 255/256], Caffe's LeNet example",
 }
 
-# md5 of the official files, gzipped (as torchvision downloads and checks them) and uncompressed
-# (as shared/data/mnist holds the training set); shared/data/mnist/README.md lists both.
-MD5 = {
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
-TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
-TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-class DataError(RuntimeError):
-    """Data set missing or corrupt: raised before any training starts."""
-
-
 def default_data_dir() -> str:
     return os.environ.get("DATA_DIR", "./data")
-
-
-def _candidate_dirs(root: Path) -> list[Path]:
-    # The shared folder's layout (<root>/mnist) and torchvision's (<root>/MNIST/raw).
-    return [root / "mnist", root / "MNIST" / "raw", root]
-
-
-def _find(root: Path, stem: str) -> Path | None:
-    for d in _candidate_dirs(root):
-        for name in (stem + ".gz", stem):
-            if (d / name).is_file():
-                return d / name
-    return None
-
-
-def _read_idx(path: Path, verify_md5: bool = True) -> torch.Tensor:
-    """One IDX file, checked against the official md5 (gzipped or not) unless ``verify_md5`` is
-    off, which only generated test data needs: a real run never reads unchecked bytes."""
-    raw = path.read_bytes()
-    if verify_md5:
-        expected = MD5[path.name]
-        got = hashlib.md5(raw).hexdigest()
-        if got != expected:
-            raise DataError(f"{path}: md5 {got} does not match the official {expected}; "
-                            "the file is corrupt, truncated or not MNIST. Delete it and fetch it again.")
-    if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
-    magic = int.from_bytes(raw[0:4], "big")
-    ndim = magic & 0xFF
-    if magic >> 8 != 0x08 or ndim not in (1, 3):
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {magic:#x})")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise DataError(f"{path}: truncated ({data.size} values, header says {dims})")
-    return torch.from_numpy(data.copy()).view(*dims)
-
-
-def _missing_message(root: Path, missing: list[str], protocol: str) -> str:
-    searched = ", ".join(str(d) for d in _candidate_dirs(root))
-    msg = (f"MNIST files missing for data={protocol}: {', '.join(m + '.gz' for m in missing)} "
-           f"not found under DATA_DIR={root} (searched {searched}) and could not be downloaded.")
-    if protocol == "mnist":
-        msg += (" Put the official IDX files there, or run on the 10k test images only with "
-                "DATA=mnist10k (make) / data=mnist10k (Hydra).")
-    return msg
-
-
-def _download(root: Path) -> None:
-    """torchvision's own download (with its md5 checks) into <root>/MNIST/raw."""
-    import socket
-
-    from torchvision.datasets import MNIST
-
-    created = [d for d in (root, root / "MNIST", root / "MNIST" / "raw") if not d.exists()]
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(30)
-    try:
-        for train in (True, False):
-            MNIST(str(root), train=train, download=True)
-    except Exception:
-        for d in reversed(created):  # a failed download leaves no empty folders behind
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
-        raise
-    finally:
-        socket.setdefaulttimeout(old)
-
-
-def load_idx_pair(root: Path, stems: tuple[str, str], verify_md5: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = (_read_idx(_find(root, s), verify_md5) for s in stems)
-    if len(images) != len(labels):
-        raise DataError(f"{root}: {len(images)} images but {len(labels)} labels")
-    return images, labels
 
 
 def check_pixel_scale(pixel_scale: str) -> None:
@@ -247,17 +162,21 @@ class MNISTData(InMemoryData):
         self.verify_md5 = verify_md5
 
     def check(self) -> None:
-        """Fail before training if the files are missing and cannot be downloaded."""
+        """Fail before training if the files are missing and cannot be downloaded (only the
+        missing ones are fetched: mnist10k never needs the training set)."""
         needed = TEST_FILES if self.protocol == "mnist10k" else TRAIN_FILES + TEST_FILES
-        missing = [s for s in needed if _find(self.root, s) is None]
-        if missing and self.protocol == "mnist" and self.download:
+        missing = [s for s in needed if find_file(self.root, s) is None]
+        if not missing:
+            return
+        error = None
+        if self.download:
             try:
-                _download(self.root)
-            except Exception:  # noqa: BLE001 - any download failure ends in the same message
-                pass
-            missing = [s for s in needed if _find(self.root, s) is None]
+                download_files(self.root, missing)
+            except Exception as exc:  # noqa: BLE001 - any download failure ends in the same message
+                error = " ".join(str(exc).split())[:300] or type(exc).__name__
+            missing = [s for s in needed if find_file(self.root, s) is None]
         if missing:
-            raise DataError(_missing_message(self.root, missing, self.protocol))
+            raise DataError(missing_message(self.root, missing, self.protocol, error))
 
     def setup(self) -> MNISTData:
         if self.train is not None:
