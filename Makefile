@@ -11,16 +11,21 @@ STAMP := $(VENV)/.installed
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: DATA=mnist|mnist10k (default mnist), ARGS='hydra overrides', DATA_DIR=path (default ./data)"
+	@echo "Variables: DATA=mnist|mnist10k (default mnist), ARGS='hydra overrides', DATA_DIR=path (default ./data), TORCH_INDEX=url (install: an extra index, e.g. CPU wheels)"
 	@echo "Studies (sweep-*, progressive-*, profile-*): SEEDS=0,1,2 PRUNERS=admm,han TARGETS=16,32 replace a grid axis"
 
+# TORCH_INDEX: an extra index for torch and torchvision. Empty (the default): the ordinary package
+# index only, which is all CI reaches; on x86_64 that is a CUDA build of several GB. A CPU-only
+# machine can take the CPU wheels (their +cpu versions win): TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 $(STAMP): pyproject.toml
+	@echo "Installing into $(VENV) (torch 2.14 is large: a CUDA build of several GB unless TORCH_INDEX names CPU wheels)"
 	$(PY_BASE) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e '.[dev,slurm]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv from pyproject.toml (torch 2.14 + torchvision 0.29.2 pinned)
+install: $(STAMP) ## Create .venv from pyproject.toml, showing pip's progress (torch 2.14 + torchvision 0.29.2 pinned; TORCH_INDEX=<url> for CPU wheels)
 
 test: $(STAMP) ## Run the default test suite (about 5-10 min on 2 CPU cores)
 	$(PY) -m pytest -q -m "not slow and not reliability"
