@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import statistics
 import sys
@@ -32,6 +31,7 @@ from admm_pruning.analysis.paper import load_figures
 from admm_pruning.export.layers import ColumnConv2d
 from admm_pruning.export.shrink import shrink
 from admm_pruning.report.flops import FLOPS_DEFINITION, flop_report
+from admm_pruning.report.provenance import describe, provenance
 from admm_pruning.sparsity.masks import apply_masks
 from admm_pruning.store.stages import load_tensors
 
@@ -149,15 +149,6 @@ def measure(run: Run, example: torch.Tensor, batches: list[int], devices: list[s
     return {"flops": flop_report(run.model(), example), "shrunk_layers": small.kept, "timings": timings}
 
 
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _fmt_flops(n: float) -> str:
     return f"{n / 1e6:.3f}M"
 
@@ -183,7 +174,7 @@ def report(runs: list[tuple[Run, dict[str, Any]]], meta: dict[str, Any]) -> str:
         "",
         f"    {meta['command']}",
         "",
-        f"torch {meta['torch']}, {meta['machine']}, {meta['threads']} CPU threads. Each model is timed in "
+        f"{describe(meta['provenance'])} Each model is timed in "
         f"{meta['rounds']} interleaved rounds after {meta['warmup']} warm-up calls; the table gives the "
         "median time per batch. *dense*: the network without masks; *masked*: the suite's masked "
         "model (weights times a mask on every call); *shrunk*: the physically shrunk dense model, "
@@ -271,8 +262,7 @@ def main(argv: list[str] | None = None) -> str:
         runs.append((run, measure(run, example, args.batches, devices, args.rounds, args.warmup,
                                   args.block_seconds)))
     meta = {"command": shlex.join(["python", "benchmarks/speedup.py", *(argv if argv is not None else sys.argv[1:])]),
-            "torch": torch.__version__, "machine": _cpu_name(),
-            "threads": torch.get_num_threads(), "rounds": args.rounds, "warmup": args.warmup}
+            "provenance": provenance(devices[-1]), "rounds": args.rounds, "warmup": args.warmup}
     text = report(runs, meta)
     out = _path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

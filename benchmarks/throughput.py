@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 from admm_pruning.data.mnist import MNISTData
 from admm_pruning.models.lenet import LeNet5, LeNet300
+from admm_pruning.report.provenance import describe, provenance
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.training.context import EVAL_BATCH, StageContext
 from admm_pruning.training.modules import ADMMModule, ClassifierModule
@@ -102,7 +102,7 @@ def main() -> None:
     result = {
         "model": args.model, "data": args.data, "batch_size": args.batch_size, "epochs": args.epochs,
         "rounds": args.rounds, "train_samples_per_epoch": len(data.train),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "provenance": provenance(),
         "plain_samples_per_s": samples / statistics.median(run["plain"]),
         "suite_samples_per_s": samples / statistics.median(run["suite"]),
         "throughput_ratio_median": statistics.median(throughput_ratios),
@@ -118,8 +118,9 @@ def main() -> None:
         f"# Training throughput: {args.model} on {args.data}, batch {args.batch_size}",
         "",
         f"Command: `python benchmarks/throughput.py --data {args.data} --model {args.model} "
-        f"--epochs {args.epochs} --rounds {args.rounds}`; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, CPU. Medians over {args.rounds} interleaved rounds.",
+        f"--epochs {args.epochs} --rounds {args.rounds}`. Medians over {args.rounds} interleaved rounds.",
+        "",
+        describe(result["provenance"]),
         "",
         "| measure | value | target |",
         "|---|---:|---:|",

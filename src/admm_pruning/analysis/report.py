@@ -9,6 +9,7 @@ from admm_pruning.analysis.compare import comp, dominance, per_target_table
 from admm_pruning.analysis.diagnostics import diagnostics_section, per_layer_table
 from admm_pruning.analysis.paper import paper_section
 from admm_pruning.analysis.runs import TOLERANCES, Study
+from admm_pruning.report.provenance import describe
 
 LEGACY_NOTE = ("**Note:** earlier code made these runs, before the correctness fixes of issue 11 (their summaries "
                "carry no validation accuracy); this study will be redone with the fixed code.")
@@ -18,6 +19,15 @@ def title_of(s: Study) -> str:
     models = ", ".join(sorted({r["model"] for r in s.runs}))
     data = ", ".join(sorted({r["data"] for r in s.runs}))
     return f"{models} on {data}: accuracy vs compression"
+
+
+def made_on(s: Study) -> list[str]:
+    """Where and by what code the runs were made: one line per distinct provenance, with its run count."""
+    lines: dict[str, int] = {}
+    for r in s.runs:
+        line = describe(r["provenance"]) if r.get("provenance") else "No provenance recorded (made by earlier code)."
+        lines[line] = lines.get(line, 0) + 1
+    return [f"- {n} run{'s' * (n > 1)}: {line}" for line, n in sorted(lines.items())]
 
 
 def basis_note(s: Study) -> str:
@@ -54,7 +64,7 @@ def render(s: Study, results_dir: Path, paper_points: list[dict], focus: str) ->
     report = [*head,
               f"Read `{results_dir}`: {len(s.runs)} runs, pruners {', '.join(s.pruners)}, "
               f"seeds {', '.join(str(x) for x in seeds)}. Dense test accuracy (mean over all runs): "
-              f"{100 * s.dense_test:.2f}%.", "",
+              f"{100 * s.dense_test:.2f}%.", "", "Made on:", "", *made_on(s), "",
               "## Highest compression within tolerance of dense", "",
               basis_note(s), "", *tolerance_table(s), "",
               "## Dominance at 0.5 points", "", *dominance_lines, "",
