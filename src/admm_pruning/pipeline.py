@@ -29,6 +29,7 @@ from admm_pruning.sparsity.structured import SparsityError, check_sparsity
 from admm_pruning.store.stages import StageCache, StageResult, load_tensors, save_tensors
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.recipe import Recipe, train
+from admm_pruning.training.wandb_runs import finish_stage, run_identity
 
 log = logging.getLogger("admm_pruning")
 
@@ -100,8 +101,9 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     data = instantiate(cfg.data).setup()  # fails here, before any folder is written
     logger_factory = instantiate(cfg.logger) if cfg.get("logger") else None
     ctx = StageContext(data=data, trainer_kwargs=plain(cfg.trainer), seed=cfg.seed, experiment=cfg.experiment_name,
-                       logger_factory=logger_factory, tags=[pruner.name, cfg.data.name])
+                       logger_factory=logger_factory)
     plan = initial_plan(cfg, pruner, sizes, ctx.steps_per_epoch)
+    ctx.identity = run_identity(cfg, pruner.name, plan, sizes, context_key(cfg))
     cache = StageCache(Path(cfg.paths.artifacts_dir) / "stages")
     stages = Stages(cfg, ctx, cache, build)
     dense = stages.pretrain()
@@ -128,8 +130,14 @@ class Stages:
         model.load_state_dict(load_tensors(stage.dir / "weights.pt"))
         return model
 
-    def _run(self, name: str, settings: dict[str, Any], compute: Callable[[Path, Path | None], dict]) -> StageResult:
-        done = self.cache.run(name, settings, compute)
+    def _run(self, name: str, settings: dict[str, Any], compute: Callable[[Path, Path | None], dict],
+             parent: StageResult | None = None) -> StageResult:
+        """Run or reuse a stage; its W&B run ends here, with the stage's artifact (``parent``'s as input)."""
+        done = None
+        try:
+            done = self.cache.run(name, settings, compute)
+        finally:
+            finish_stage(self.ctx, done, parent)
         state = "reused" if done.cached else f"done in {done.metrics['seconds']:.1f}s"
         log.info("stage %s: %s (%s)", name, state, done.dir)
         return done
@@ -160,7 +168,7 @@ class Stages:
             save_tensors(d / "masks.pt", result.masks)
             return {**result.metrics, "pruned_acc": self.ctx.evaluate(model)}
 
-        return self._run(pruner.name, settings, compute)
+        return self._run(pruner.name, settings, compute, parent=dense)
 
     def retrain(self, pruner: Pruner, plan: Plan, pruned: StageResult) -> StageResult:
         """Masked retraining, by the shared recipe or the pruner's own (Han et al.)."""
@@ -176,5 +184,5 @@ class Stages:
             save_tensors(d / "masks.pt", masks)
             return {**_scores(self.ctx, model, "final"), "recipe": recipe.settings()}
 
-        return self._run("retrain", settings, compute)
+        return self._run("retrain", settings, compute, parent=pruned)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,9 +24,24 @@ from admm_pruning.analysis.paper import study_points
 from admm_pruning.analysis.report import render, title_of
 from admm_pruning.analysis.runs import NoSummariesError, load_study
 
+WANDB_COLUMNS = ["pruner", "seed", "target_compression", "compression", "final_acc", "dense_acc", "pruned_acc",
+                 "final_val_acc", "dense_val_acc"]
 
-def log_to_wandb(runs: list[dict], group: str, title: str, project: str = "admm-pruning") -> None:
-    """The curve as a wandb.Table with a line plot (one line per pruner), in a `report` run."""
+
+def log_to_wandb(runs: list[dict], group: str, title: str, plot: Path | None = None,
+                 project: str = "admm-pruning") -> None:
+    """Log the study to a `report` run of its group. Where W&B cannot start or log, only a warning
+    on stderr: the files are written already, and a W&B that is down must not fail a make target."""
+    try:
+        _log_report(runs, group, title, plot, project)
+    except Exception as exc:  # noqa: BLE001 - whatever W&B raises
+        print(f"warning: W&B unavailable, the curve was not logged ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+def _log_report(runs: list[dict], group: str, title: str, plot: Path | None, project: str) -> None:
+    """The study's table (wandb.Table, one row per run) and its accuracy-vs-compression chart on a
+    log axis: W&B's line plot has none, so the aggregator's log2 figure goes as an image, and the
+    line plot is drawn over log2 of the compression."""
     import wandb
 
     from admm_pruning.training.loggers import wandb_mode
@@ -33,16 +49,19 @@ def log_to_wandb(runs: list[dict], group: str, title: str, project: str = "admm-
     mode = wandb_mode("auto")
     if mode == "disabled":
         return
-    cols = ["pruner", "seed", "target_compression", "compression", "final_acc", "dense_acc", "pruned_acc",
-            "final_val_acc", "dense_val_acc"]
-    table = wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in runs])
+    rows = [[*(r.get(c) for c in WANDB_COLUMNS), math.log2(r["compression"])] for r in runs]
+    table = wandb.Table(columns=[*WANDB_COLUMNS, "log2_compression"], data=rows)
     root = Path("artifacts/wandb")
     root.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project=project, group=group, job_type="report", name=f"{group}-report", mode=mode,
-                     dir=str(root), settings=wandb.Settings(init_timeout=30, silent=True))
+                     dir=str(root), config={"study": group, "runs": len(runs)}, reinit="create_new",
+                     settings=wandb.Settings(init_timeout=30, silent=True))
     try:
-        run.log({"curve": table, "accuracy_vs_compression": wandb.plot.line(
-            table, "compression", "final_acc", stroke="pruner", title=title)})
+        payload = {"curve": table, "accuracy_vs_compression": wandb.plot.line(
+            table, "log2_compression", "final_acc", stroke="pruner", title=f"{title} (x: log2 compression)")}
+        if plot is not None:
+            payload["accuracy_vs_compression_plot"] = wandb.Image(str(plot), caption=title)
+        run.log(payload)
     finally:
         run.finish()
 
@@ -74,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="paper points of studies.STUDY in conf/papers/figures.yaml")
     papers.add_argument("--paper-json", type=Path, default=None, help="JSON list of paper points")
     parser.add_argument("--focus", default="admm", help="the pruner whose dominance the report assesses")
-    parser.add_argument("--wandb", action="store_true", help="also log the curve to W&B (offline unless set up)")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log the curve to W&B (offline unless set up; a W&B failure only warns)")
     args = parser.parse_args(argv)
     paper = json.loads(args.paper_json.read_text()) if args.paper_json else None
     if args.paper:
@@ -91,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in result["paths"].values():
         print(path)
     if args.wandb:
-        log_to_wandb(result["table_runs"], args.results_dir.name, result["title"])
+        log_to_wandb(result["table_runs"], args.results_dir.name, result["title"], result["paths"]["plot"])
     return 0
 
 

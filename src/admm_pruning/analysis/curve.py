@@ -56,7 +56,7 @@ def plot_curve(s: Study, paper_points: list[dict], title: str, path: Path) -> No
     for i, p in enumerate(plotted):
         ax.scatter([p["compression"]], [100 * p["top1"]], marker=markers[i % len(markers)], s=150, zorder=5,
                    color="black", label=f"paper: {p['label']}")
-    ax.set_xscale("log")
+    ax.set_xscale("log", base=2)  # each tick doubles the compression
     ticks = FuncFormatter(lambda x, _: f"{x:g}x")
     ax.xaxis.set_major_formatter(ticks)
     ax.xaxis.set_minor_formatter(ticks)

@@ -3,6 +3,8 @@ pruning to the targets over rounds (Han et al.'s schedule without Han's own reci
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,11 @@ from admm_pruning.pruners.base import PruneJob, Pruner, PruneResult
 from admm_pruning.sparsity.masks import apply_masks, global_magnitude_masks, magnitude_masks, remove_masks
 from admm_pruning.sparsity.projections import keep_count
 from admm_pruning.store.stages import load_tensors, save_tensors
+from admm_pruning.training.distributed import is_launch_rank_zero
 from admm_pruning.training.modules import OptimizerFactory
 from admm_pruning.training.recipe import Recipe, train
+
+log = logging.getLogger("admm_pruning")
 
 
 class OneShotPruner(Pruner):
@@ -82,6 +87,7 @@ class IterativeMagnitudePruner(Pruner):
 
     def prune(self, job: PruneJob) -> PruneResult:
         history: list[dict[str, Any]] = []
+        start = time.monotonic()
         for r in range(1, self.rounds + 1):
             remove_masks(job.model)
             masks, info = self.round_masks(job.model, job.keep, r)
@@ -90,7 +96,18 @@ class IterativeMagnitudePruner(Pruner):
             if r < self.rounds:
                 entry.update(self._retrain_round(job, masks, r))
             history.append(entry)
+            self._log_round(entry, masks, time.monotonic() - start)
         return PruneResult(masks, {"rounds": history})
+
+    def _log_round(self, entry: dict[str, Any], masks: dict[str, torch.Tensor], elapsed: float) -> None:
+        """One line per round (rank 0): each retrains for minutes, with nothing else printed."""
+        if not is_launch_rank_zero():
+            return
+        kept = sum(entry["kept"].values()) / sum(m.numel() for m in masks.values())
+        acc = entry.get("test_acc")
+        after = "retrained by the retrain stage" if acc is None else f"test acc {acc:.4f} after retraining"
+        log.info("%s round %d/%d: keeps %.2f%% of the pruned layers' weights (%.2fx), %s, %.0f s elapsed",
+                 self.name, entry["round"], self.rounds, 100 * kept, 1 / kept, after, elapsed)
 
     def _retrain_round(self, job: PruneJob, masks: dict[str, torch.Tensor], r: int) -> dict[str, Any]:
         """Round r's retraining as a cached sub-stage; a resumed run continues from its weights."""

@@ -13,7 +13,9 @@ reuses every round the two chains share.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -32,8 +34,11 @@ from admm_pruning.sparsity.projections import keep_count
 from admm_pruning.sparsity.targets import scale_profile
 from admm_pruning.store.stages import StageCache, StageResult, load_tensors, save_tensors
 from admm_pruning.training.context import StageContext
+from admm_pruning.training.distributed import is_launch_rank_zero
 from admm_pruning.training.modules import OptimizerFactory
 from admm_pruning.training.recipe import Recipe, train
+
+log = logging.getLogger("admm_pruning")
 
 State = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]  # (plain weights, masks)
 
@@ -126,6 +131,7 @@ class ProgressiveADMMPruner(Pruner):
         plan = self.rounds(sizes, job.keep)
         survivors: list[State] = [(plain_state_dict(job.model), {})]
         history: list[dict[str, Any]] = []
+        start = time.monotonic()
         for r, round_keep in enumerate(plan, start=1):
             last = r == len(plan)
             scored = [self._candidate(job, r, round_keep, state, cand, last)
@@ -135,6 +141,7 @@ class ProgressiveADMMPruner(Pruner):
             history += [{"round": r, "compression": _compression(sizes, round_keep), "stage_dir": str(s.dir),
                          "cached": s.cached, "selected": any(s is b for b in best), "val_acc": s.metrics["val_acc"]}
                         for s in scored]
+            _log_round(r, len(plan), history[-len(scored):], time.monotonic() - start)
             survivors = [(load_tensors(s.dir / "weights.pt"), load_tensors(s.dir / "masks.pt")) for s in best]
         weights, masks = survivors[0]
         _load(job.model, weights, masks)
@@ -183,6 +190,18 @@ def _save(ctx: StageContext, model: nn.Module, masks: dict[str, torch.Tensor], d
     save_tensors(d / "weights.pt", plain_state_dict(model))
     save_tensors(d / "masks.pt", masks)
     return {"val_acc": _val_acc(ctx, model), "kept": {n: int(m.sum()) for n, m in masks.items()}}
+
+
+def _log_round(r: int, rounds: int, scored: list[dict[str, Any]], elapsed: float) -> None:
+    """One line per round (rank 0): a round trains for up to an hour, with nothing else printed.
+    The accuracy is the best candidate's, as selection reads it."""
+    if not is_launch_rank_zero():
+        return
+    accs = [s["val_acc"] for s in scored if s["val_acc"] is not None]
+    cached = sum(s["cached"] for s in scored)
+    how = "cached" if cached == len(scored) else "trained" if not cached else f"{cached}/{len(scored)} cached"
+    log.info("admm_progressive round %d/%d: target %.2fx, val acc %s, %s, %.0f s elapsed", r, rounds,
+             scored[0]["compression"], f"{max(accs):.4f}" if accs else "-", how, elapsed)
 
 
 def _compression(sizes: dict[str, int], keep: dict[str, float]) -> float:

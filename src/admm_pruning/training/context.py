@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader
 
 from admm_pruning.config import ConfigError
 from admm_pruning.training.distributed import rank_sharded
-from admm_pruning.training.loggers import LoggerFactory, close_logger
+from admm_pruning.training.loggers import LoggerFactory, RunIdentity, close_logger
 from admm_pruning.training.modules import ClassifierModule
 
 # Data are in-memory tensors: loader workers would only add overhead.
@@ -26,6 +30,19 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
 
 EVAL_BATCH = 1000
+
+
+def progress_bar_wanted(setting: bool | str, stream: TextIO | None = None,
+                        env: Mapping[str, str] | None = None) -> bool:
+    """``enable_progress_bar: auto`` resolved where the run starts: a bar only for a person at an
+    interactive terminal (Lightning's bar writes to stdout); redrawn into a log file or CI output
+    it is noise. CI is any value of the CI variable other than empty, 0 or false."""
+    if setting != "auto":
+        return bool(setting)
+    env = os.environ if env is None else env
+    stream = sys.stdout if stream is None else stream
+    in_ci = env.get("CI", "").lower() not in ("", "0", "false")
+    return not in_ci and stream.isatty()
 
 
 class DataModule(Protocol):
@@ -60,6 +77,15 @@ class StageContext:
     experiment: str
     logger_factory: LoggerFactory | None = None
     tags: list[str] = field(default_factory=list)
+    identity: RunIdentity | None = None  # W&B names, group, tags and config; set by the pipeline
+    # The open W&B run of the stage in progress: left open after training, so that the stage's
+    # artifact is logged from it when the stage ends (training.wandb_runs.finish_stage).
+    stage_logger: Logger | None = field(default=None, repr=False)
+
+    @property
+    def run_identity(self) -> RunIdentity:
+        """The pipeline's naming, else runs named after the experiment."""
+        return self.identity or RunIdentity(self.experiment, self.experiment, self.tags)
 
     def trainer(self, stage: str, stage_dir: Path, **limits: Any) -> pl.Trainer:
         # One rolling checkpoint, checkpoints/last.ckpt, rewritten every epoch for resume.
@@ -68,14 +94,15 @@ class StageContext:
             every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
         logger = False
         if self.logger_factory is not None:
-            logger = self.logger_factory(stage=stage, group=self.experiment,
-                                         name=f"{self.experiment}-{stage}", tags=self.tags,
-                                         save_dir=str(stage_dir))
+            close_logger(self.stage_logger)  # the run of this stage's previous training (pruning rounds)
+            logger = self.stage_logger = self.logger_factory(
+                stage=stage, save_dir=str(stage_dir), **self.run_identity.for_stage(stage))
         return pl.Trainer(**self._trainer_kwargs(), **limits, logger=logger, callbacks=[checkpoint],
                           default_root_dir=str(stage_dir))
 
     def _trainer_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.trainer_kwargs)
+        kwargs["enable_progress_bar"] = progress_bar_wanted(kwargs.get("enable_progress_bar", "auto"))
         if isinstance(kwargs.get("strategy"), dict):
             kwargs["strategy"] = instantiate(kwargs["strategy"])
         return kwargs
@@ -100,12 +127,10 @@ class StageContext:
                               f"the {processes} processes (trainer.devices x trainer.num_nodes)")
         val = self.data.loader("val", self.eval_batch_size) if len(self.data.setup().val) else None
         train = self.data.loader("train", batch_size // processes, True, self.seed)
-        try:
-            # weights_only: a resumed checkpoint can hold tensors and plain data, never code.
-            trainer.fit(module, train_dataloaders=train, val_dataloaders=val,
-                        ckpt_path=str(resume) if resume else None, weights_only=True)
-        finally:
-            close_logger(trainer.logger)
+        # weights_only: a resumed checkpoint can hold tensors and plain data, never code. The W&B
+        # run stays open until the stage ends (see stage_logger).
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val,
+                    ckpt_path=str(resume) if resume else None, weights_only=True)
 
     def scores(self, model: nn.Module, split: str = "test") -> dict[str, float]:
         """Top-1 (``acc``) and, with >= 5 classes, top-5 (``acc_top5``) accuracy of ``model`` on a

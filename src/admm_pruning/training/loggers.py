@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,22 @@ LoggerFactory = Callable[..., Logger]
 
 # (mode, WANDB_BASE_URL) -> the error of W&B's first failure to start in this process.
 _FAILED: dict[tuple[str, str | None], str] = {}
+
+
+@dataclass
+class RunIdentity:
+    """How the W&B runs of one run are named and filed, so that the runs of a sweep can be told
+    apart and filtered: ``{prefix}-{stage}`` names, one ``group`` per config point (its seeds
+    together), tags, and the resolved config on every run."""
+
+    prefix: str
+    group: str
+    tags: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def for_stage(self, stage: str) -> dict[str, Any]:
+        """The logger factory's naming arguments for one stage's run (job_type = ``stage``)."""
+        return {"group": self.group, "name": f"{self.prefix}-{stage}", "tags": self.tags, "config": self.config}
 
 
 def wandb_mode(mode: str = "auto") -> str:
@@ -33,8 +50,8 @@ def wandb_mode(mode: str = "auto") -> str:
 
 def wandb_logger(
     *, stage: str, group: str, name: str, tags: list[str], save_dir: str,
-    project: str = "admm-pruning", entity: str | None = None, mode: str = "auto",
-    root_dir: str | None = None, init_timeout: float = 15.0,
+    config: dict[str, Any] | None = None, project: str = "admm-pruning", entity: str | None = None,
+    mode: str = "auto", root_dir: str | None = None, init_timeout: float = 15.0,
 ) -> Logger:
     resolved = wandb_mode(mode)
     key = (resolved, os.environ.get("WANDB_BASE_URL"))
@@ -50,7 +67,7 @@ def wandb_logger(
         Path(root).mkdir(parents=True, exist_ok=True)
         logger = WandbLogger(
             project=project, entity=entity, name=name, group=group, job_type=stage,
-            tags=tags, save_dir=root, mode=resolved, reinit="create_new",
+            tags=tags, config=config, save_dir=root, mode=resolved, reinit="create_new",
             settings=wandb.Settings(init_timeout=init_timeout, silent=True))
         _ = logger.experiment  # start now, so that a failure falls back before training
         return logger
@@ -61,9 +78,10 @@ def wandb_logger(
         return csv_logger(stage=stage, group=group, name=name, tags=tags, save_dir=save_dir)
 
 
-def csv_logger(*, stage: str, group: str, name: str, tags: list[str], save_dir: str) -> Logger:
+def csv_logger(*, stage: str, group: str, name: str, tags: list[str], save_dir: str,
+               config: dict[str, Any] | None = None) -> Logger:
     """logs/<stage>/metrics.csv; a resumed stage's earlier file is kept as metrics-<n>.csv
-    (Lightning would delete it)."""
+    (Lightning would delete it). Naming and ``config`` are W&B's: summary.json holds the config."""
     log_dir = Path(save_dir) / "logs" / stage
     if (log_dir / "metrics.csv").is_file():
         n = len(list(log_dir.glob("metrics-*.csv")))
@@ -80,13 +98,13 @@ def close_logger(logger: Any) -> None:
 
 
 def log_summary(factory: LoggerFactory | None, summary: dict[str, Any], rows: list[list[Any]],
-                columns: list[str], save_dir: str) -> None:
-    """A W&B run of job_type 'summary': flat summary keys and the per-layer table."""
+                columns: list[str], save_dir: str, identity: RunIdentity | None = None) -> None:
+    """A W&B run of job_type 'summary', named and grouped like the run's stages: flat summary
+    keys and the per-layer table."""
     if factory is None:
         return
-    logger = factory(stage="summary", group=summary["experiment"],
-                     name=f"{summary['experiment']}-summary", tags=[summary["pruner"]],
-                     save_dir=save_dir)
+    identity = identity or RunIdentity(summary["experiment"], summary["experiment"], [summary["pruner"]])
+    logger = factory(stage="summary", save_dir=save_dir, **identity.for_stage("summary"))
     if not isinstance(logger, WandbLogger):
         return
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +16,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from admm_pruning.models.layers import num_outputs, prunable_layers
 from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState, converged
 from admm_pruning.sparsity.masks import weight_param
-from admm_pruning.training.distributed import broadcast_
+from admm_pruning.training.distributed import broadcast_, world
+
+log = logging.getLogger("admm_pruning")
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -150,6 +154,16 @@ class ADMMModule(ClassifierModule):
         self.history: list[dict[str, Any]] = []
         self.converged = False
         self._updated_at = -1  # the optimizer step of the last Z/U update
+        self._clock = (time.monotonic(), 0)  # (start, iteration at start) of this process's training
+        self._val_epoch = 0  # the epoch (from 1) of the latest validation
+
+    def on_train_start(self) -> None:
+        # After a resume the clock starts at the restored iteration: the time left is estimated
+        # from the iterations this process has run.
+        self._clock = (time.monotonic(), int(self.admm.iteration))
+
+    def on_validation_epoch_end(self) -> None:
+        self._val_epoch = self.current_epoch + 1
 
     @torch.no_grad()
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -173,11 +187,26 @@ class ADMMModule(ClassifierModule):
                 self.log(f"admm/{kind}/{layer}", value, on_step=True, on_epoch=False)
         self.log("admm/rho", rho, on_step=True, on_epoch=False)
         self.log("admm/iteration", float(it), on_step=True, on_epoch=False)
+        self._log_progress(it, rho, res)
         self.converged = bool(self.trainer.strategy.broadcast(converged(res, self.schedule.eps), src=0))
         # Stopped here rather than by Trainer(max_steps): Lightning resumes an end-of-epoch
         # checkpoint exactly only in max_epochs mode.
         if self.converged or it >= self.schedule.iterations:
             self.trainer.should_stop = True
+
+    def _log_progress(self, it: int, rho: float, res: dict[str, dict[str, float]]) -> None:
+        """One line per Z/U update, from rank 0: an ADMM stage trains for up to an hour and
+        would otherwise print nothing until its end. Residuals are summed over the layers."""
+        if world()[0] or not log.isEnabledFor(logging.INFO):
+            return
+        start, first = self._clock
+        elapsed = time.monotonic() - start
+        left = elapsed / (it - first) * (self.schedule.iterations - it)
+        acc = self.trainer.callback_metrics.get("val/acc")
+        val = "-" if acc is None else f"{float(acc):.4f} (epoch {self._val_epoch})"
+        log.info("ADMM iteration %d/%d: rho %.3g, primal %.4g, dual %.4g, val/acc %s, %.0f s elapsed, ~%.0f s left",
+                 it, self.schedule.iterations, rho, sum(res["primal"].values()), sum(res["dual"].values()), val,
+                 elapsed, left)
 
     def configure_optimizers(self) -> Any:
         opt = self.optimizer_factory(self.model.parameters())
