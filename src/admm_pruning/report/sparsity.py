@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from admm_pruning.report.provenance import describe
+from admm_pruning.report.storage import storage_table
 from admm_pruning.store.stages import atomic_write
 
 
@@ -113,6 +114,7 @@ def write_table(path: Path, summary: dict[str, Any]) -> None:
         lines += [f"| FLOPs per image, dense -> remaining | {_k(flops['dense'])} -> {_k(flops['remaining'])} | |",
                   f"| Theoretical speedup (dense / remaining FLOPs) | {flops['theoretical_speedup']:.2f}x | |"]
     lines.append("")
+    lines += storage_table(summary.get("storage"))
     if flops:
         lines.append("FLOPs: conv and linear layers, one image, counted with FlopCounterMode; remaining = the "
                      "FLOPs of the nonzero weights of the physically shrunk model (definition: summary.json, "

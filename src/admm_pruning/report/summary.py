@@ -17,6 +17,7 @@ from admm_pruning.report.connectivity import connectivity
 from admm_pruning.report.flops import flop_report
 from admm_pruning.report.provenance import provenance
 from admm_pruning.report.sparsity import count_sparsity, table_rows, write_table
+from admm_pruning.report.storage import EXPORT_FILES, storage_report
 from admm_pruning.report.verify import verify_export, verify_sparsity
 from admm_pruning.store.stages import StageResult, atomic_write, load_tensors, write_json
 from admm_pruning.training.context import StageContext
@@ -41,7 +42,8 @@ def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageRes
     """Every figure from the stages' files and metrics; nothing from the config but labels."""
     final_dir = stages["retrain"].dir
     masks = load_tensors(final_dir / "masks.pt")
-    sparsity = count_sparsity(load_tensors(final_dir / "weights.pt"), list(prunable_layers(final)), masks)
+    weights, layers = load_tensors(final_dir / "weights.pt"), list(prunable_layers(final))
+    sparsity = count_sparsity(weights, layers, masks)
     types = getattr(pruner, "sparsity", {}) or {}
     return {
         "experiment": cfg.experiment_name, "data": cfg.data.name, "pruner": pruner.name, "model": cfg.model.name,
@@ -57,6 +59,7 @@ def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageRes
         "retrain_recipe": stages["retrain"].metrics.get("recipe"),
         "total_weights": sparsity["total"], "nonzero_weights": sparsity["nonzero"],
         "per_layer": sparsity["per_layer"],
+        "storage": storage_report(weights, layers),
         "stage_seconds": {s.name: s.metrics["seconds"] for s in stages.values()},
         "stage_cached": {s.name: s.cached for s in stages.values()},
         "stage_dirs": {s.name: str(s.dir) for s in stages.values()},
@@ -80,6 +83,7 @@ def publish(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], 
     verify_sparsity(summary, stages["retrain"], stages["prune"].dir, layers)  # before anything is published
     summary["export_dir"] = str(Path(cfg.paths.artifacts_dir) / "exports" / stages["retrain"].dir.name)
     summary["export"] = verify_export(final, next(iter(ctx.data.loader("test", 256)))[0], Path(summary["export_dir"]))
+    summary["storage"]["export_files"] = {"bytes": summary["export"].get("files"), "holds": EXPORT_FILES}
     out = Path(cfg.paths.results_dir) / cfg.results_subdir
     if summary["connectivity"]["disconnected"]:
         log.warning("disconnected network: some output classes receive no signal from the input (%s)",
@@ -91,7 +95,7 @@ def publish(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], 
     write_json(out / "summary.json", summary)
     write_table(out / "table.md", summary)
     cols, rows = table_rows(summary)
-    log_summary(logger_factory, summary, rows, cols, save_dir=str(stages["retrain"].dir))
+    log_summary(logger_factory, summary, rows, cols, save_dir=str(stages["retrain"].dir), identity=ctx.identity)
     log.info("compression %.2fx, dense %.4f -> final %.4f; stages took %.0f s (this run %.0f s); wrote %s",
              summary["compression"], summary["dense_acc"], summary["final_acc"], summary["compute_seconds"],
              summary["wall_seconds"], out)

@@ -1,15 +1,18 @@
 """Sparsity verified, not assumed: before a summary is published, the final weights and masks are
 reloaded from disk and recounted, and every claim in the summary must equal the recount; the
-physically shrunk model is exported, reloaded from its files and checked against the pruned one."""
+physically shrunk model is exported (in this package's format, as safetensors + JSON and as ONNX),
+reloaded from its files and checked against the pruned one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import onnxruntime
 import torch
 from torch import nn
 
+from admm_pruning.export.formats import ARCHITECTURE, ONNX, WEIGHTS, load_portable, run_onnx, save_portable
 from admm_pruning.export.layers import load_shrunk
 from admm_pruning.export.shrink import ShrinkError, shrink
 from admm_pruning.report.sparsity import SparsityMismatchError, count_sparsity
@@ -47,10 +50,20 @@ def verify_sparsity(summary: dict[str, Any], final: StageResult, prune_dir: Path
                                         f"recounts to {recount[counted]!r}")
 
 
+def _check(folder: Path, what: str, got: torch.Tensor, ref: torch.Tensor, tol: float) -> float:
+    """The largest output difference; SparsityMismatchError beyond ``tol``."""
+    diff = (got - ref).abs().max().item() if got.shape == ref.shape else float("inf")
+    if not (got.shape == ref.shape and torch.allclose(got, ref, atol=tol, rtol=tol)):
+        raise SparsityMismatchError(f"{folder}: {what}'s outputs differ from the pruned model's by up to "
+                                    f"{diff:.3g} (tolerance {tol:g})")
+    return diff
+
+
 def verify_export(model: nn.Module, inputs: torch.Tensor, folder: Path, tol: float = 1e-4) -> dict[str, Any]:
     """Shrink the final ``model`` (zeros in its weights), export it to ``folder`` (model.json +
-    weights.pt, loadable with torch alone), reload the files and raise SparsityMismatchError unless
-    the reloaded model gives ``model``'s outputs on ``inputs`` (real test images).
+    weights.pt, loadable with this package's layers; architecture.json + model.safetensors, loadable
+    with plain torch.nn; model.onnx), reload each and raise SparsityMismatchError unless it gives
+    ``model``'s outputs on ``inputs`` (real test images); the ONNX file is run in onnxruntime.
 
     A model that is not a chain of layers cannot be shrunk: that is reported, not an error.
     """
@@ -61,13 +74,17 @@ def verify_export(model: nn.Module, inputs: torch.Tensor, folder: Path, tol: flo
         return {"exported": False, "reason": str(exc)}
     write_json(folder / "model.json", small.config)
     save_tensors(folder / "weights.pt", small.state)
+    files = save_portable(small, folder)
     reloaded = load_shrunk(folder)
     with torch.no_grad():
-        ref, got = model(inputs), reloaded(inputs)
-    diff = (got - ref).abs().max().item() if got.shape == ref.shape else float("inf")
-    if not (got.shape == ref.shape and torch.allclose(got, ref, atol=tol, rtol=tol)):
-        raise SparsityMismatchError(f"{folder}: the exported shrunk model's outputs differ from the pruned "
-                                    f"model's by up to {diff:.3g} (tolerance {tol:g})")
+        ref = model(inputs)
+        diff = _check(folder, "the exported shrunk model", reloaded(inputs), ref, tol)
+        formats = {"safetensors": {"files": [ARCHITECTURE, WEIGHTS], "loader": "plain torch.nn (load_portable)",
+                                   "max_abs_diff": _check(folder / WEIGHTS, WEIGHTS, load_portable(folder)(inputs),
+                                                          ref, tol)},
+                   "onnx": {"files": [ONNX], "runtime": f"onnxruntime {onnxruntime.__version__}",
+                            "max_abs_diff": _check(folder / ONNX, ONNX, run_onnx(folder / ONNX, inputs), ref, tol)}}
     return {"exported": True, "inputs_checked": len(inputs), "max_abs_diff": diff,
             "parameters": sum(p.numel() for p in reloaded.parameters()),
-            "dense_parameters": sum(p.numel() for p in model.parameters())}
+            "dense_parameters": sum(p.numel() for p in model.parameters()),
+            "formats": formats, "files": files}
