@@ -136,7 +136,7 @@ SPEEDUP_OUT ?= results/speedup.md
 speedup: $(STAMP) ## Measured inference speedup (dense / masked / shrunk) of the mnist10k structured runs vs the 71x preset -> results/speedup.md
 	$(PY) benchmarks/speedup.py $(SPEEDUP_RUN) --compare $(SPEEDUP_COMPARE) --out $(SPEEDUP_OUT) $(ARGS)
 
-speedup-mnist: $(STAMP) ## The same for the full-MNIST structured run (shortened ADMM) vs the unstructured 40x run -> results/speedup_mnist.md
+speedup-mnist: $(STAMP) ## The same for the full-MNIST structured run (conv1 filter + conv2 shape, shortened ADMM) vs the unstructured 40x run -> results/speedup_mnist.md
 	$(MAKE) speedup SPEEDUP_RUN=results/lenet5_admm_structured_shape_short/mnist/seed0/summary.json \
 		SPEEDUP_COMPARE=results/lenet5_admm_40x/mnist/seed0/summary.json SPEEDUP_OUT=results/speedup_mnist.md
 
