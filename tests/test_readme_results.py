@@ -71,6 +71,10 @@ def test_full_mnist_rows_come_first_marked_with_their_protocol_and_machine(tree)
     assert rows[0].startswith("| [lenet5_admm_71x](results/lenet5_admm_71x/mnist/seed1/table.md) | "
                               "mnist (papers' protocol: 55k / 5k / 10k test) | 1 |")
     assert "| H100 80GB HBM3 |" in rows[0] and all("(stand-in" in r for r in rows[1:])
+    _summary(results / "lenet5_admm_40x" / "mnist" / "seed0" / "summary.json", data="mnist",
+             experiment="lenet5_admm_40x", provenance={"gpu": None, "cpu": "Intel(R) Xeon(R) Processor", "threads": 2})
+    readme_results.main(["--readme", str(readme), "--results", str(results)])
+    assert "| Intel Xeon, 2 threads |" in readme.read_text()  # the CPU model tells machines apart
 
 
 def test_operating_points_are_chosen_on_validation_and_scored_on_test(tree):

@@ -40,7 +40,8 @@ def _machine(s: dict) -> str:
     p = s.get("provenance") or {}
     if p.get("gpu"):
         return p["gpu"].replace("NVIDIA ", "")
-    return f"CPU, {p['threads']} threads" if p.get("threads") else "-"
+    cpu = (p.get("cpu") or "CPU").replace("(R)", "").replace(" Processor", "")
+    return f"{cpu}, {p['threads']} threads" if p.get("threads") else "-"
 
 
 def _epochs(s: dict) -> str:
