@@ -125,3 +125,16 @@ def test_an_onnx_export_that_differs_from_the_pruned_model_fails_the_check(tmp_p
     monkeypatch.setattr(verify, "run_onnx", lambda path, x: formats.run_onnx(path, x) + 1e-3)
     with pytest.raises(SparsityMismatchError, match="model.onnx.* differ from the pruned model's by up to 0.001"):
         verify.verify_export(pruned("lenet300"), images(16), tmp_path)
+
+
+def test_a_network_onnx_cannot_express_is_exported_without_onnx_and_the_run_goes_on(tmp_path, monkeypatch):
+    """AlexNet on small images pools adaptively to a size that does not divide its input, which the ONNX
+    exporter refuses: the other formats are still written and checked, and the summary says why ONNX is absent."""
+    def refuse(model, example):
+        raise torch.onnx.errors.UnsupportedOperatorError("adaptive_avg_pool2d", 17, 18)
+
+    monkeypatch.setattr(formats, "_onnx_bytes", refuse)
+    e = verify.verify_export(pruned("lenet300"), images(16), tmp_path)
+    assert e["formats"]["onnx"] == {"exported": False, "reason": "the exporter cannot express this network"}
+    assert e["formats"]["safetensors"]["max_abs_diff"] < 1e-4
+    assert "model.onnx" not in e["files"] and not (tmp_path / "model.onnx").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -27,6 +28,8 @@ from torch import nn
 
 from admm_pruning.export.shrink import Shrunk
 from admm_pruning.store.stages import atomic_write
+
+log = logging.getLogger("admm_pruning")
 
 FORMAT = "admm_pruning.portable/1"
 ARCHITECTURE, WEIGHTS, ONNX = "architecture.json", "model.safetensors", "model.onnx"
@@ -144,13 +147,18 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
 
 def save_portable(shrunk: Shrunk, folder: Path) -> dict[str, int]:
     """Write architecture.json, model.safetensors and model.onnx to ``folder``; returns their sizes
-    in bytes. The ONNX graph is exported from the model rebuilt from the other two files' contents."""
+    in bytes. The ONNX graph is exported from the model rebuilt from the other two files' contents.
+    A network ONNX cannot express (e.g. adaptive pooling to a size that does not divide its input,
+    as AlexNet on small images) gets no model.onnx, and a warning: not every net is deployable as
+    ONNX, and that must not fail the run."""
     folder = Path(folder)
     architecture, tensors = to_portable(shrunk)
     blobs = {ARCHITECTURE: (json.dumps(architecture, indent=2) + "\n").encode(),
-             WEIGHTS: safetensors.torch.save(tensors, metadata={"format": FORMAT}),
-             ONNX: _onnx_bytes(build_portable(architecture, tensors),
-                               torch.zeros(1, *shrunk.config["input_shape"]))}
+             WEIGHTS: safetensors.torch.save(tensors, metadata={"format": FORMAT})}
+    try:
+        blobs[ONNX] = _onnx_bytes(build_portable(architecture, tensors), torch.zeros(1, *shrunk.config["input_shape"]))
+    except torch.onnx.errors.OnnxExporterError as exc:
+        log.warning("no ONNX export: %s", str(exc).splitlines()[0])
     for name, blob in blobs.items():
         atomic_write(folder / name, lambda p, b=blob: p.write_bytes(b))
     return {name: (folder / name).stat().st_size for name in blobs}
