@@ -129,6 +129,29 @@ profile-lenet5: $(STAMP) ## LeNet-5 at 71x: the paper's per-layer profile vs sen
 	$(STUDY) experiment=lenet5_profile data=$(DATA) $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
 	$(AGGREGATE) results/lenet5_$(DATA)_profile --paper lenet5_profile --focus admm+sensitivity --wandb
 
+# Tuned comparisons (conf/experiment/<model>_compare_tune.yaml and <model>_compare.yaml; each
+# pruner's search space in conf/study_pruner/compare/<pruner>.yaml, the same number of trials each):
+#   1. tuning: every trial of every pruner at both budgets and two tuning targets, seed 0;
+#   2. selection on validation (admm_pruning.tuning.select -> tuning/chosen.yaml, tuning.md);
+#   3. reporting: the chosen setting per pruner at every target, seeds 1-3 (trial=chosen);
+#   4. report.md and the figure (admm_pruning.analysis.budgets), test read once.
+# A crash resumes from the stage cache at any step. BUDGETS=24 narrows both phases to one budget;
+# PRUNERS narrows both; SEEDS and TARGETS narrow the reporting grid.
+BUDGETS ?=
+TUNE_GRID = $(strip $(if $(BUDGETS),budget.epochs=$(BUDGETS)) $(if $(PRUNERS),pruner=$(PRUNERS)))
+REPORT_GRID = $(strip $(if $(BUDGETS),budget.epochs=$(BUDGETS)) $(GRID))
+compare-lenet5: $(STAMP) ## Tuned comparison, LeNet-5: 7 pruners tuned on validation, 2 budgets (24, 72 epochs), 4..512x, 3 seeds (DATA=mnist10k)
+	$(STUDY) experiment=lenet5_compare_tune data=$(DATA) $(TUNE_GRID) $(ARGS)
+	$(PY) -m admm_pruning.tuning.select results/lenet5_$(DATA)_compare
+	$(STUDY) experiment=lenet5_compare data=$(DATA) $(REPORT_GRID) $(ARGS)
+	$(PY) -m admm_pruning.analysis.budgets results/lenet5_$(DATA)_compare --paper lenet5 --wandb
+
+compare-lenet300: $(STAMP) ## The same for LeNet-300-100, 4..256x
+	$(STUDY) experiment=lenet300_compare_tune data=$(DATA) $(TUNE_GRID) $(ARGS)
+	$(PY) -m admm_pruning.tuning.select results/lenet300_$(DATA)_compare
+	$(STUDY) experiment=lenet300_compare data=$(DATA) $(REPORT_GRID) $(ARGS)
+	$(PY) -m admm_pruning.analysis.budgets results/lenet300_$(DATA)_compare --paper lenet300 --wandb
+
 # The runs speedup times need their stage folders (weights and masks) in artifacts/.
 SPEEDUP_RUN ?= results/lenet5_admm_structured/mnist10k_conv2_shape/seed0/summary.json
 SPEEDUP_COMPARE ?= results/lenet5_admm_structured/mnist10k/seed0/summary.json results/lenet5_admm_71x/mnist10k/seed0/summary.json
@@ -149,4 +172,4 @@ readme: $(STAMP) ## Regenerate README's results section from results/
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
+.PHONY: compare-lenet5 compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean

@@ -131,7 +131,8 @@ def test_equal_budget_splits_per_pruner(fake_data_dir):
 
 
 @pytest.mark.parametrize("pruner, extra", [
-    ("oneshot", []), ("global_magnitude", []), ("han", ["pruner.rounds=2", "pruner.epochs_per_round=1"]),
+    ("oneshot", []), ("global_magnitude", []), ("random", []),
+    ("han", ["pruner.rounds=2", "pruner.epochs_per_round=1"]),
     ("iterative_magnitude", ["pruner.rounds=2", "pruner.epochs_per_round=1"]),
 ])
 def test_baseline_pruners_end_to_end(fake_data_dir, out_dirs, pruner, extra):
@@ -150,6 +151,29 @@ def test_baseline_pruners_end_to_end(fake_data_dir, out_dirs, pruner, extra):
     if pruner in ("han", "iterative_magnitude"):
         rounds = json.loads((__import__("pathlib").Path(s["stage_dirs"][pruner]) / "metrics.json").read_text())
         assert [r["round"] for r in rounds["rounds"]] == [1, 2]
+
+
+def test_random_pruner_keeps_exact_counts_drawn_from_the_seed():
+    """Exactly keep_count weights per layer, a different draw per seed, the same draw for the same
+    seed, and not the magnitude choice (the random baseline must not be magnitude pruning)."""
+    from types import SimpleNamespace
+
+    from admm_pruning.pruners.base import PruneJob
+    from admm_pruning.pruners.magnitude import RandomPruner
+    from admm_pruning.sparsity.masks import magnitude_masks
+    torch.manual_seed(0)
+    model, keep = LeNet5(), {"conv2": 0.1, "fc1": 0.01}
+
+    def masks(seed):
+        job = PruneJob(SimpleNamespace(seed=seed), model, keep, None, {}, None, None)
+        return RandomPruner().prune(job).masks
+
+    a, b, again = masks(0), masks(1), masks(0)
+    for name, frac in keep.items():
+        assert int(a[name].sum()) == keep_count(a[name].numel(), frac)
+        assert a[name].dtype == torch.bool and a[name].shape == prunable_layers(model)[name].weight.shape
+        assert torch.equal(a[name], again[name]) and not torch.equal(a[name], b[name])
+    assert not torch.equal(a["fc1"], magnitude_masks(model, keep)["fc1"])
 
 
 def test_multirun_of_two_jobs_through_joblib(fake_data_dir, tmp_path):
@@ -197,7 +221,7 @@ def test_han_retrains_every_round_and_the_last_with_its_own_recipe(fake_data_dir
     assert s["retrain_recipe"]["l2"] == 5e-5
 
 
-@pytest.mark.parametrize("pruner", ["han", "iterative_magnitude", "oneshot", "global_magnitude"])
+@pytest.mark.parametrize("pruner", ["han", "iterative_magnitude", "oneshot", "global_magnitude", "random"])
 def test_structured_sparsity_is_refused_by_pruners_without_it(pruner):
     cfg = compose_cfg(["experiment=lenet5_sweep", f"pruner={pruner}", "+pruner.sparsity={conv1: filter}"])
     with pytest.raises(ConfigError, match=f"pruner.sparsity=.*pruner {pruner} does not support structured sparsity"):

@@ -37,9 +37,9 @@ def test_every_experiment_composes_and_instantiates(experiment, data):
     if experiment.endswith("_sweep"):
         assert cfg.experiment_name == experiment.replace("_sweep", f"_{data}_sweep")
         assert cfg.budget.epochs is not None and cfg.retrain.epochs is None
-    elif experiment.endswith(("_progressive", "_profile")):  # multi-run folders, named per data set
+    elif experiment.endswith(("_progressive", "_profile", "_compare", "_compare_tune")):  # named per data set
         model, kind = experiment.split("_", 1)
-        assert cfg.experiment_name == f"{model}_{data}_{kind}"
+        assert cfg.experiment_name == f"{model}_{data}_{kind.removesuffix('_tune')}"  # tuning beside its study
     else:
         assert cfg.experiment_name == experiment
 

@@ -17,6 +17,21 @@ def test_round_targets_step_chain_shares_prefixes():
     assert round_targets(48.0, 3.0, [4, 16, 48]) == [4.0, 16.0, 48.0]
 
 
+def test_round_targets_with_a_round_count_are_geometric_and_end_at_the_target():
+    assert round_targets(512.0, 3.0, rounds=3) == pytest.approx([8.0, 64.0, 512.0])
+    assert round_targets(4.0, 3.0, rounds=2) == pytest.approx([2.0, 4.0])
+    assert round_targets(4.0, 3.0, rounds=2)[-1] == 4.0  # the final target exactly, not 4^(2/2) rounded
+    assert len(round_targets(16.0, 3.0, rounds=4)) == len(round_targets(256.0, 3.0, rounds=4)) == 4
+
+
+@pytest.mark.parametrize("rounds, targets, match", [(0, None, "expected a whole number"),
+                                                    (2.5, None, "expected a whole number"),
+                                                    (2, [4, 16], "give one of them")])
+def test_round_targets_refuse_a_bad_round_count(rounds, targets, match):
+    with pytest.raises(ValueError, match=f"pruner.*{match}"):
+        round_targets(16.0, 3.0, targets, rounds)
+
+
 @pytest.mark.parametrize("bad", [[16, 4, 48], [4, 16, 40]])
 def test_round_targets_refuses_bad_lists(bad):
     with pytest.raises(ValueError, match="pruner.targets"):

@@ -63,12 +63,11 @@ def test_a_run_records_the_commit_it_started_from_not_one_made_while_it_trained(
 
 
 def test_a_study_report_says_where_its_runs_were_made(tmp_path):
-    from types import SimpleNamespace
 
     from admm_pruning.analysis.report import made_on
 
     p = provenance(repo=tmp_path / "nowhere")
     runs = [{"provenance": p}, {"provenance": p}, {"provenance": {**p, "gpu": "NVIDIA H200"}}, {}]
-    lines = made_on(SimpleNamespace(runs=runs))
+    lines = made_on(runs)
     assert f"- 2 runs: {describe(p)}" in lines and "- 1 run: No provenance recorded (made by earlier code)." in lines
     assert any(line.startswith("- 1 run: Made on NVIDIA H200 (cpu)") for line in lines) and len(lines) == 3

@@ -30,6 +30,7 @@ from admm_pruning.store.stages import StageCache, StageResult, load_tensors, sav
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.recipe import Recipe, train
 from admm_pruning.training.wandb_runs import finish_stage, run_identity
+from admm_pruning.tuning.trials import apply_trial
 
 log = logging.getLogger("admm_pruning")
 
@@ -106,6 +107,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         torch.manual_seed(cfg.seed)
         return instantiate(cfg.model.net)
 
+    apply_trial(cfg)  # a tuning trial's overrides, before anything is checked
     pruner = check(cfg, build)
     sizes = {n: m.weight.numel() for n, m in prunable_layers(build()).items()}
     data = instantiate(cfg.data).setup()  # fails here, before any folder is written

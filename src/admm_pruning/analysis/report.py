@@ -21,10 +21,10 @@ def title_of(s: Study) -> str:
     return f"{models} on {data}: accuracy vs compression"
 
 
-def made_on(s: Study) -> list[str]:
+def made_on(runs: list[dict]) -> list[str]:
     """Where and by what code the runs were made: one line per distinct provenance, with its run count."""
     lines: dict[str, int] = {}
-    for r in s.runs:
+    for r in runs:
         line = describe(r["provenance"]) if r.get("provenance") else "No provenance recorded (made by earlier code)."
         lines[line] = lines.get(line, 0) + 1
     return [f"- {n} run{'s' * (n > 1)}: {line}" for line, n in sorted(lines.items())]
@@ -64,7 +64,7 @@ def render(s: Study, results_dir: Path, paper_points: list[dict], focus: str) ->
     report = [*head,
               f"Read `{results_dir}`: {len(s.runs)} runs, pruners {', '.join(s.pruners)}, "
               f"seeds {', '.join(str(x) for x in seeds)}. Dense test accuracy (mean over all runs): "
-              f"{100 * s.dense_test:.2f}%.", "", "Made on:", "", *made_on(s), "",
+              f"{100 * s.dense_test:.2f}%.", "", "Made on:", "", *made_on(s.runs), "",
               "## Highest compression within tolerance of dense", "",
               basis_note(s), "", *tolerance_table(s), "",
               "## Dominance at 0.5 points", "", *dominance_lines, "",

@@ -81,13 +81,18 @@ class Pruner:
         return shared
 
 
-def build_pruner(node: DictConfig) -> Pruner:
-    """Instantiate ``cfg.pruner``, refusing any key the pruner does not take, by name."""
+def pruner_class(node: DictConfig) -> type[Pruner]:
+    """The class ``cfg.pruner._target_`` names; one that cannot be imported is a config error."""
     target = node.get("_target_")
     try:
-        cls = get_class(target)
+        return get_class(target)
     except Exception as exc:  # noqa: BLE001 - any import failure is a bad _target_
         raise ConfigError(f"pruner._target_={target!r}: cannot be imported ({exc})") from exc
+
+
+def build_pruner(node: DictConfig) -> Pruner:
+    """Instantiate ``cfg.pruner``, refusing any key the pruner does not take, by name."""
+    cls = pruner_class(node)
     options = cls.options()
     for key in node:
         if key in META_KEYS or key in options:

@@ -1,5 +1,6 @@
 """Magnitude baselines: one-shot to the targets, one global threshold, and iterative magnitude
-pruning to the targets over rounds (Han et al.'s schedule without Han's own recipe)."""
+pruning to the targets over rounds (Han et al.'s schedule without Han's own recipe); and random
+pruning to the targets, the sanity floor every method must clear."""
 
 from __future__ import annotations
 
@@ -34,6 +35,24 @@ class OneShotPruner(Pruner):
 
     def prune(self, job: PruneJob) -> PruneResult:
         return PruneResult(self.masks(job.model, job.keep))
+
+
+class RandomPruner(Pruner):
+    """Each layer keeps exactly its target count of weights, drawn uniformly at random from the
+    run's seed (ShrinkBench's RandomPruning): what a pruner is worth is its margin over this."""
+
+    name = "random"
+
+    def prune(self, job: PruneJob) -> PruneResult:
+        gen = torch.Generator().manual_seed(job.ctx.seed)
+        layers, masks = prunable_layers(job.model), {}
+        for name, frac in job.keep.items():
+            w = layers[name].weight
+            chosen = torch.randperm(w.numel(), generator=gen)[: keep_count(w.numel(), frac)]
+            flat = torch.zeros(w.numel(), dtype=torch.bool)
+            flat[chosen] = True
+            masks[name] = flat.view_as(w).to(w.device)
+        return PruneResult(masks)
 
 
 class GlobalMagnitudePruner(OneShotPruner):

@@ -43,13 +43,22 @@ log = logging.getLogger("admm_pruning")
 State = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]  # (plain weights, masks)
 
 
-def round_targets(final: float, step: float, targets: list[float] | None = None) -> list[float]:
+def round_targets(final: float, step: float, targets: list[float] | None = None,
+                  rounds: int | None = None) -> list[float]:
     """Overall compression per round, ending exactly at ``final``.
 
     With ``targets`` given they are used as they are (the last must be ``final``). Otherwise the
     chain is step, step^2, ... (below final / sqrt(step), so no round is a sliver) then final:
     step 3 gives 3, 9, 27, 71 for 71x and 3, 9, 27, 81, 167 for 167x, so chains share prefixes.
+    With ``rounds`` = R instead, the chain is final^(1/R), final^(2/R), ..., final: the same number
+    of rounds, and so the same epochs, at every target (what an equal-budget comparison needs).
     """
+    if targets and rounds:
+        raise ConfigError(f"pruner.targets={list(targets)} and pruner.rounds={rounds}: give one of them")
+    if rounds is not None:
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ConfigError(f"pruner.rounds={rounds!r}: expected a whole number >= 1")
+        return [float(final) ** (k / rounds) for k in range(1, rounds)] + [float(final)]
     if targets:
         out = [float(t) for t in targets]
         if any(b <= a for a, b in zip(out, out[1:], strict=False)) or not math.isclose(out[-1], final):
@@ -87,15 +96,15 @@ class ProgressiveADMMPruner(Pruner):
     name = "admm_progressive"
 
     def __init__(self, retrain_optimizer: OptimizerFactory, step: float = 3.0, targets: list[float] | None = None,
-                 profile: dict[str, float] | None = None, round_retrain_epochs: int = 40, retrain_l2: float = 0.0,
-                 retrain_dropout: float = 0.5, candidates: int = 1, keep_best: int = 1,
+                 rounds: int | None = None, profile: dict[str, float] | None = None, round_retrain_epochs: int = 40,
+                 retrain_l2: float = 0.0, retrain_dropout: float = 0.5, candidates: int = 1, keep_best: int = 1,
                  sparsity: dict[str, str] | None = None, **schedule: Any) -> None:
         if candidates < 1 or keep_best < 1:
             raise ConfigError(f"pruner.candidates={candidates}, pruner.keep_best={keep_best}: both must be >= 1")
         if not targets and step <= 1:
             raise ConfigError(f"pruner.step={step}: must be > 1")
         self.schedule = ADMMSchedule(**schedule)
-        self.step, self.targets = step, list(targets) if targets else None
+        self.step, self.targets, self.n_rounds = step, list(targets) if targets else None, rounds
         self.profile = dict(profile) if profile else None
         self.round_recipe = Recipe(epochs=round_retrain_epochs, batch_size=self.schedule.batch_size,
                                    optimizer=retrain_optimizer, l2=retrain_l2, dropout=retrain_dropout)
@@ -114,7 +123,7 @@ class ProgressiveADMMPruner(Pruner):
         their shared rounds exactly and reuse them. No round keeps less of a layer than the final
         targets do (a sensitivity profile can differ from ``profile``): pruned weights never return.
         """
-        chain = round_targets(_compression(sizes, keep), self.step, self.targets)
+        chain = round_targets(_compression(sizes, keep), self.step, self.targets, self.n_rounds)
         scaled = [scale_profile(sizes, self.profile or keep, c) for c in chain[:-1]]
         return [{n: max(f, keep[n]) for n, f in r.items()} for r in scaled] + [dict(keep)]
 

@@ -37,6 +37,12 @@ def _device(cfg: DictConfig) -> str:
     return "cuda" if gpu else "cpu"
 
 
+def _trial(cfg: DictConfig) -> dict[str, Any] | None:
+    """The tuning trial this run applied (conf/study_pruner/compare), or None."""
+    applied = OmegaConf.select(cfg, "study.applied")
+    return OmegaConf.to_container(applied) if applied is not None else None
+
+
 def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], plan: Any, pruner: Any,
                   final: nn.Module, start: float) -> dict[str, Any]:
     """Every figure from the stages' files and metrics; nothing from the config but labels."""
@@ -55,7 +61,7 @@ def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageRes
         "target_compression": plan.target_compression, "keep": plan.keep, "profile": plan.profile,
         "connectivity": connectivity(final, masks),
         "pruning_epochs": plan.pruning_epochs, "retrain_epochs": plan.retrain_epochs,
-        "budget_epochs": plan.budget_epochs,
+        "budget_epochs": plan.budget_epochs, "trial": _trial(cfg),
         "retrain_recipe": stages["retrain"].metrics.get("recipe"),
         "total_weights": sparsity["total"], "nonzero_weights": sparsity["nonzero"],
         "per_layer": sparsity["per_layer"],

@@ -1,0 +1,56 @@
+"""The comparison report's verdicts on hand-made runs: the claim is called only where the 95%
+intervals separate, the change is paired with each run's own dense model, and budgets stay apart."""
+
+import pytest
+
+from admm_pruning.analysis.budgets import budget_table, by_budget, change, claim_verdict, cost_lines
+
+DENSE = {1: 0.980, 2: 0.982, 3: 0.978}
+
+
+def _runs(pruner, target, finals, budget=24, val=None, dense=DENSE):
+    """One run per seed; validation tracks test unless given."""
+    return [{"pruner": pruner, "target_compression": float(target), "compression": float(target),
+             "budget_epochs": float(budget), "seed": seed, "dense_acc": dense[seed], "final_acc": f,
+             "dense_val_acc": dense[seed], "final_val_acc": f if val is None else val[i], "model": "lenet5",
+             "data": "mnist10k"} for i, (seed, f) in enumerate(zip(DENSE, finals, strict=True))]
+
+
+def test_the_change_is_paired_with_each_runs_own_dense_model():
+    s = by_budget(_runs("admm", 16, [0.981, 0.983, 0.979]))[24]
+    e = change(s.points["admm"][0])
+    assert e.mean == pytest.approx(0.001) and e.sd == pytest.approx(0.0, abs=1e-12) and e.n == 3
+
+
+def test_the_claim_holds_only_where_the_intervals_separate():
+    # Within 0.1 pt of the dense validation mean (98.0%): admm up to 64x, han up to 16x.
+    runs = [*_runs("admm", 16, [0.981, 0.982, 0.980]), *_runs("admm", 64, [0.980, 0.981, 0.979]),
+            *_runs("han", 16, [0.980, 0.981, 0.979]), *_runs("han", 64, [0.960, 0.962, 0.958])]
+    text, winner = claim_verdict(by_budget(runs)[24], 24)
+    assert winner == "admm" and text.startswith("At 24 epochs, the claim holds: within 0.1 pt of dense on validation, "
+                                                "admm reaches 64x")
+    assert "han 16x" in text and "the 95% intervals do not overlap, `admm` wins" in text
+    # The same means with a spread that makes the intervals overlap: a tie, not a win.
+    runs[-3:] = _runs("han", 64, [0.990, 0.930, 0.965])
+    text, winner = claim_verdict(by_budget(runs)[24], 24)
+    assert winner is None and "no difference shown (tie within noise)" in text
+
+
+def test_budgets_are_reported_apart_and_a_missing_pruner_named():
+    runs = [*_runs("admm", 16, [0.981, 0.982, 0.980]), *_runs("admm", 64, [0.90, 0.91, 0.92], budget=72),
+            *_runs("oneshot", 64, [0.981, 0.982, 0.980], budget=72)]
+    studies = by_budget(runs)
+    assert list(studies) == [24, 72]
+    assert budget_table(studies, 0.1)[2:] == ["| admm | 16x | none |", "| oneshot | - | 64x |"]
+    assert claim_verdict(studies[72], 72) == ("At 72 epochs: admm or han is missing, no verdict.", None)
+
+
+def test_cost_counts_each_shared_stage_once_times_its_threads():
+    shared = {"pretrain": "/s/pre", "admm": "/s/a1", "retrain": "/s/r1"}
+    runs = [{"stage_dirs": shared, "stage_cached": {"pretrain": False, "admm": False, "retrain": False},
+             "stage_seconds": {"pretrain": 3600, "admm": 1800, "retrain": 1800}, "provenance": {"threads": 2}},
+            {"stage_dirs": {**shared, "admm": "/s/a2", "retrain": "/s/r2"},
+             "stage_cached": {"pretrain": True, "admm": False, "retrain": False},
+             "stage_seconds": {"pretrain": 3600, "admm": 900, "retrain": 900}, "provenance": {"threads": 1}}]
+    runs.reverse()  # the reused pretrain stage counts at the threads of the run that computed it
+    assert cost_lines(runs)[0].startswith("Measured compute of these 2 runs: 4.50 CPU-hours (5 distinct stages")
