@@ -134,3 +134,21 @@ def test_an_incomplete_or_unequal_search_is_refused():
         choose(trials_by_point([_run("admm", 0, 0.9, 0.9, n=3), _run("oneshot", 0, 0.9, 0.9, n=2)]))
     with pytest.raises(TuningError, match="no validation accuracy to choose on"):
         trials_by_point([_run("admm", 0, None, 0.9)])
+
+
+def test_the_cost_plan_counts_every_grid_point_and_each_seeds_dense_model_once(tmp_path):
+    import json
+
+    from admm_pruning.tuning.cost import epochs_of, grid, measured_cpu_seconds_per_epoch
+    points, pretrain = grid("lenet5_compare_tune", "mnist10k", [])
+    assert len(points) == 7 * 2 * 2 * 4 and pretrain == 18
+    assert epochs_of(points, pretrain) == (112, 56 * 24 + 56 * 72 + 18)
+    points, _ = grid("lenet5_compare", "mnist10k", ["budget.epochs=24", "pruner=admm,han"])
+    assert epochs_of(points, 18) == (2 * 8 * 3, 48 * 24 + 3 * 18)
+    for i, (seconds, threads, cached) in enumerate([(100, 2, False), (30, 1, False), (5, 1, True), (60, 1, False)]):
+        d = tmp_path / f"r{i}"
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({"retrain_epochs": 10, "stage_cached": {"retrain": cached},
+                                                    "stage_seconds": {"retrain": seconds},
+                                                    "provenance": {"threads": threads}}))
+    assert measured_cpu_seconds_per_epoch(tmp_path) == (6.0, 3)  # median of 20, 3 and 6; the reused one left out
