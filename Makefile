@@ -146,6 +146,10 @@ compare-lenet5: $(STAMP) ## Tuned comparison, LeNet-5: 7 pruners tuned on valida
 	$(STUDY) experiment=lenet5_compare data=$(DATA) $(REPORT_GRID) $(ARGS)
 	$(PY) -m admm_pruning.analysis.budgets results/lenet5_$(DATA)_compare --paper lenet5 --wandb
 
+compare-lenet5-mnist: $(STAMP) ## The comparison's full-MNIST points: ADMM, Han, one-shot at 32/71.2/256x, 2 seeds, with the mnist10k study's choices
+	$(STUDY) experiment=lenet5_compare_mnist $(GRID) $(ARGS)
+	$(PY) -m admm_pruning.analysis.budgets results/lenet5_compare_mnist --paper lenet5 --wandb
+
 compare-lenet300: $(STAMP) ## The same for LeNet-300-100, 4..256x
 	$(STUDY) experiment=lenet300_compare_tune data=$(DATA) $(TUNE_GRID) $(ARGS)
 	$(PY) -m admm_pruning.tuning.select results/lenet300_$(DATA)_compare
@@ -172,4 +176,4 @@ readme: $(STAMP) ## Regenerate README's results section from results/
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: compare-lenet5 compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
+.PHONY: compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean

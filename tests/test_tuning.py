@@ -113,6 +113,16 @@ def test_chosen_uses_the_tuning_target_nearest_in_log2(tmp_path, target, trial, 
         apply_trial(cfg)
 
 
+def test_the_full_mnist_points_read_the_mnist10k_studys_choice(tmp_path):
+    path = tmp_path / "lenet5_mnist10k_compare" / "tuning" / "chosen.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump({"24": {"han": {"32": 2, "256": 0}}}))
+    cfg = compose_cfg(["experiment=lenet5_compare_mnist", "pruner=han", "prune.compression=71.2",
+                       f"paths.results_dir={tmp_path}"])
+    assert cfg.data.name == "mnist" and cfg.results_subdir == "lenet5_compare_mnist/runs/b24/han_x71.2_seed0"
+    assert apply_trial(cfg)["chosen_at"] == 32.0 and cfg.pruner.lr_scale == 1.0  # trial 2: rounds 3, lr 1x
+
+
 def _run(pruner, trial, val, test, target=32.0, n=3, budget=24):
     return {"pruner": pruner, "budget_epochs": float(budget), "target_compression": target,
             "trial": {"index": trial, "of": n, "overrides": {"x": trial}}, "final_val_acc": val,

@@ -27,8 +27,10 @@ _ABSENT = object()
 
 
 def chosen_path(cfg: DictConfig) -> Path:
-    """Where the tuning phase's choices live: beside its runs, in the study's results folder."""
-    return Path(cfg.paths.results_dir) / str(cfg.experiment_name) / "tuning" / "chosen.yaml"
+    """Where the tuning phase's choices live: beside its runs, in the study's results folder, or
+    in the folder of the study named by ``study.chosen_from`` (full-MNIST points reuse mnist10k's)."""
+    study = get_key(cfg, "study.chosen_from") or cfg.experiment_name
+    return Path(cfg.paths.results_dir) / str(study) / "tuning" / "chosen.yaml"
 
 
 def parse_override(entry: str, where: str) -> tuple[str, Any]:
