@@ -140,7 +140,7 @@ profile-lenet5: $(STAMP) ## LeNet-5 at 71x: the paper's per-layer profile vs sen
 BUDGETS ?=
 TUNE_GRID = $(strip $(if $(BUDGETS),budget.epochs=$(BUDGETS)) $(if $(PRUNERS),pruner=$(PRUNERS)))
 REPORT_GRID = $(strip $(if $(BUDGETS),budget.epochs=$(BUDGETS)) $(GRID))
-compare-lenet5: $(STAMP) ## Tuned comparison, LeNet-5: 7 pruners tuned on validation, 2 budgets (24, 72 epochs), 4..512x, 3 seeds (DATA=mnist10k)
+compare-lenet5: $(STAMP) ## Tuned comparison, LeNet-5: 7 pruners tuned on validation, 2 budgets (24, 72 epochs), 4..512x (6 targets), 3 seeds (DATA=mnist10k)
 	$(STUDY) experiment=lenet5_compare_tune data=$(DATA) $(TUNE_GRID) $(ARGS)
 	$(PY) -m admm_pruning.tuning.select results/lenet5_$(DATA)_compare
 	$(STUDY) experiment=lenet5_compare data=$(DATA) $(REPORT_GRID) $(ARGS)

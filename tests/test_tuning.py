@@ -151,10 +151,10 @@ def test_the_cost_plan_counts_every_grid_point_and_each_seeds_dense_model_once(t
 
     from admm_pruning.tuning.cost import epochs_of, grid, measured_cpu_seconds_per_epoch
     points, pretrain = grid("lenet5_compare_tune", "mnist10k", [])
-    assert len(points) == 7 * 2 * 2 * 4 and pretrain == 18
-    assert epochs_of(points, pretrain) == (112, 56 * 24 + 56 * 72 + 18)
+    assert len(points) == 7 * 2 * 1 * 4 and pretrain == 18
+    assert epochs_of(points, pretrain) == (56, 28 * 24 + 28 * 72 + 18)
     points, _ = grid("lenet5_compare", "mnist10k", ["budget.epochs=24", "pruner=admm,han"])
-    assert epochs_of(points, 18) == (2 * 8 * 3, 48 * 24 + 3 * 18)
+    assert epochs_of(points, 18) == (2 * 6 * 3, 36 * 24 + 3 * 18)
     for i, (seconds, threads, cached) in enumerate([(100, 2, False), (30, 1, False), (5, 1, True), (60, 1, False)]):
         d = tmp_path / f"r{i}"
         d.mkdir()
