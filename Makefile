@@ -58,7 +58,7 @@ reproduce-lenet5-structured: $(STAMP) ## Structured ADMM (ADAM-ADMM) LeNet-5: co
 reproduce-lenet5-structured-short: $(STAMP) ## conv1 filter + conv2 shape with the fast recipe's ADMM phase (10 x 3 epochs, rho 1e-3 x1.3): 66 epochs instead of 171
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_structured_shape_short data=$(DATA) $(ARGS)
 
-reproduce-lenet5-progressive: $(STAMP) ## Progressive ADMM LeNet-5 at 167x, the progressive code's recipe (5 rounds x 80 epochs: about 2.3 h on 2 CPU cores)
+reproduce-lenet5-progressive: $(STAMP) ## Progressive ADMM LeNet-5 at 167x, the progressive code's recipe (5 rounds x 80 epochs: 2.1 h measured on 2 CPU cores)
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x data=$(DATA) $(ARGS)
 
 reproduce-lenet5-progressive-short: $(STAMP) ## Progressive ADMM LeNet-5 at 167x on the shortened recipe of the progressive study (142 epochs instead of 418)
