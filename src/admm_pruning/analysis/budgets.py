@@ -14,6 +14,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from admm_pruning.analysis.aggregate import log_to_wandb
+from admm_pruning.analysis.budget_plot import plot_changes
 from admm_pruning.analysis.compare import TIE, per_target_table, point_at, versus
 from admm_pruning.analysis.paper import study_points
 from admm_pruning.analysis.report import made_on, tolerance_table
@@ -152,12 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     paper = study_points(args.paper) if args.paper else []
     text, _ = render(args.study_dir, runs, tuning, paper)
-    from admm_pruning.analysis.budget_plot import plot_changes
     plot = args.study_dir / "accuracy_change_vs_compression.png"
     plot_changes(by_budget(runs), paper, plot)
     (args.study_dir / "report.md").write_text(text)
     if args.wandb:
-        from admm_pruning.analysis.aggregate import log_to_wandb
         labelled = [{**r, "pruner": f"{r['pruner']} ({round(r['budget_epochs'])} ep)"} for r in runs]
         log_to_wandb(labelled, args.study_dir.name, f"{args.study_dir.name}: tuned comparison", plot)
     print(args.study_dir / "report.md")

@@ -68,9 +68,7 @@ def as_yaml(chosen: dict[Key, int]) -> dict[str, dict[str, dict[str, int]]]:
 def report(table: dict[Key, dict[int, dict]], chosen: dict[Key, int]) -> str:
     """Every trial's validation score with the chosen one marked, and the count per pruner."""
     n = len(next(iter(table.values())))
-    per_pruner = defaultdict(set)
-    for budget, pruner, _ in table:
-        per_pruner[pruner].add(budget)
+    pruners = sorted({pruner for _, pruner, _ in table})
     lines = ["# Tuning phase: the choice on validation", "",
              f"Every pruner had {n} trials per budget and tuning target (seed 0); each cell is the validation "
              "top-1 after retraining, **bold** the chosen trial (ties go to the lower index). Test accuracy "
@@ -85,7 +83,7 @@ def report(table: dict[Key, dict[int, dict]], chosen: dict[Key, int]) -> str:
         setting = ", ".join(f"{k}={v}" for k, v in trials[best]["trial"]["overrides"].items())
         lines.append(f"| {key[0]} | {key[1]} | {key[2]:g}x | " + " | ".join(cells) + f" | {setting} |")
     lines += ["", "Trials per pruner (all budgets and targets): "
-              + ", ".join(f"{p} {n * sum(1 for k in table if k[1] == p)}" for p in sorted(per_pruner)) + ".", ""]
+              + ", ".join(f"{p} {n * sum(1 for k in table if k[1] == p)}" for p in pruners) + ".", ""]
     return "\n".join(lines)
 
 
