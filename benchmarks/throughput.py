@@ -15,8 +15,10 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,18 +27,25 @@ from admm_pruning.data.mnist import MNISTData
 from admm_pruning.models.lenet import LeNet5, LeNet300
 from admm_pruning.report.provenance import describe, provenance
 from admm_pruning.sparsity.admm import ADMMSchedule
+from admm_pruning.sparsity.masks import apply_masks, magnitude_masks
 from admm_pruning.training.context import EVAL_BATCH, StageContext
+from admm_pruning.training.fast import FastPath, build_optimizer, has_convolutions, set_memory_format
 from admm_pruning.training.modules import ADMMModule, ClassifierModule
 
 MODELS = {"lenet5": (LeNet5, {"conv1": 0.2, "conv2": 0.08, "fc1": 0.009, "fc2": 0.07}),
           "lenet300": (LeNet300, {"fc1": 0.04, "fc2": 0.07, "fc3": 0.12})}
+SLOW, FAST = FastPath(False, False), FastPath(True, True)
 
 
-def plain_loop(net, data: MNISTData, epochs: int, batch: int, seed: int) -> float:
-    """The baseline: hand-written PyTorch loop over the same batches. Returns seconds."""
+def plain_loop(net, data: MNISTData, epochs: int, batch: int, seed: int, fast: FastPath = SLOW) -> float:
+    """The baseline: hand-written PyTorch loop over the same batches. Returns seconds. With
+    ``fast`` it uses the suite's kernel choices (training/fast.py), so the two sides differ only
+    in the loop around them."""
     torch.manual_seed(seed)
     model = net(dropout=0.0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if fast.channels_last and has_convolutions(model):
+        set_memory_format(model, channels_last=True)
+    opt = build_optimizer(partial(torch.optim.Adam, lr=1e-3), model.parameters(), fast.fused_optimizer)
     train = data.loader("train", batch, shuffle=True, seed=seed)
     val = data.loader("val", EVAL_BATCH)
     start = time.perf_counter()
@@ -54,11 +63,14 @@ def plain_loop(net, data: MNISTData, epochs: int, batch: int, seed: int) -> floa
     return time.perf_counter() - start
 
 
-def suite_loop(net, data: MNISTData, epochs: int, batch: int, seed: int, l2: float = 0.0,
-               admm_keep: dict[str, float] | None = None) -> float:
-    """The suite's stage loop (Lightning, per-epoch checkpoint, validation). Returns seconds."""
+def suite_loop(net, data: MNISTData, epochs: int, batch: int, seed: int, fast: FastPath = FAST, l2: float = 0.0,
+               admm_keep: dict[str, float] | None = None, masked: dict[str, float] | None = None) -> float:
+    """The suite's stage loop (Lightning, per-epoch checkpoint, validation). Returns seconds.
+    ``masked``: retraining under magnitude masks at these keep fractions."""
     torch.manual_seed(seed)
     model = net(dropout=0.0)
+    if masked:
+        apply_masks(model, magnitude_masks(model, masked))
     opt = partial(torch.optim.Adam, lr=1e-3)
     if admm_keep is None:
         module = ClassifierModule(model, opt, l2=l2)
@@ -67,11 +79,94 @@ def suite_loop(net, data: MNISTData, epochs: int, batch: int, seed: int, l2: flo
         module = ADMMModule(model, schedule, admm_keep, data.steps_per_epoch(batch))
     trainer_kwargs = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
                       "enable_model_summary": False, "num_sanity_val_steps": 0}
-    ctx = StageContext(data=data, trainer_kwargs=trainer_kwargs, seed=seed, experiment="bench")
+    ctx = StageContext(data=data, trainer_kwargs=trainer_kwargs, seed=seed, experiment="bench", fast=fast)
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
         ctx.fit(module, "bench", Path(d), None, batch, max_epochs=epochs)
         return time.perf_counter() - start
+
+
+def variants(net, keep: dict[str, float]) -> dict[str, Callable[[MNISTData, int, int, int], float]]:
+    """Every loop timed, by name; each takes (data, epochs, batch, seed)."""
+    return {
+        "plain": partial(plain_loop, net),
+        "plain_fast": partial(plain_loop, net, fast=FAST),
+        "suite_slow": partial(suite_loop, net, fast=SLOW),
+        "suite_channels_last": partial(suite_loop, net, fast=FastPath(True, False)),
+        "suite_fused": partial(suite_loop, net, fast=FastPath(False, True)),
+        "suite": partial(suite_loop, net),
+        # dense vs ADMM vs masked: all with the recipe's L2 (5e-5), as in pretraining and ADMM
+        "dense": partial(suite_loop, net, l2=5e-5),
+        "admm": partial(suite_loop, net, l2=5e-5, admm_keep=keep),
+        "masked": partial(suite_loop, net, l2=5e-5, masked=keep),
+    }
+
+
+RATIOS = {  # name: (numerator, denominator, what it says, target)
+    "suite_vs_plain": ("plain", "suite", "suite / plain throughput (plain: default kernels)", ">= 0.95"),
+    "suite_vs_plain_fast": ("plain_fast", "suite", "suite / plain throughput, same kernels on both sides", ""),
+    "plain_fast_vs_plain": ("plain", "plain_fast", "plain loop: fast kernels / default kernels (speedup)", ""),
+    "suite_vs_suite_slow": ("suite_slow", "suite", "suite: fast kernels / default kernels (speedup)", ""),
+    "channels_last_gain": ("suite_slow", "suite_channels_last", "suite: channels-last alone (speedup)", ""),
+    "fused_gain": ("suite_slow", "suite_fused", "suite: fused Adam alone (speedup)", ""),
+    "admm_vs_dense": ("admm", "dense", "ADMM epoch time / dense epoch time", "<= 1.05"),
+    "masked_vs_dense": ("masked", "dense", "masked retraining epoch time / dense epoch time", ""),
+}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    data = MNISTData(args.data, args.data_dir, val_size=1000 if args.data == "mnist10k" else 5000,
+                     pixel_scale="unit").setup()
+    net, keep = MODELS[args.model]
+    loops = variants(net, keep)
+    run: dict[str, list[float]] = {k: [] for k in loops}
+    suite_loop(net, data, 1, args.batch_size, 0)  # warm-up: imports, allocator, oneDNN kernels
+    for r in range(args.rounds):
+        for name, loop in loops.items():
+            run[name].append(loop(data, args.epochs, args.batch_size, r))
+        print(f"round {r}: " + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in run.items()), flush=True)
+    ratios = {k: [a / b for a, b in zip(run[n], run[d], strict=True)] for k, (n, d, _, _) in RATIOS.items()}
+    samples = args.epochs * len(data.train)
+    return {
+        "model": args.model, "data": args.data, "batch_size": args.batch_size, "epochs": args.epochs,
+        "rounds": args.rounds, "train_samples_per_epoch": len(data.train), "provenance": provenance(),
+        "samples_per_s": {k: samples / statistics.median(v) for k, v in run.items()},
+        "ratio_medians": {k: statistics.median(v) for k, v in ratios.items()},
+        "ratios": ratios, "seconds": run,
+    }
+
+
+def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"# Training throughput: {args.model} on {args.data}, batch {args.batch_size}",
+        "",
+        f"Command: `python benchmarks/throughput.py --data {args.data} --model {args.model} "
+        f"--epochs {args.epochs} --rounds {args.rounds}`. Medians over {args.rounds} interleaved rounds, "
+        f"{args.epochs} epochs each, validation included.",
+        "",
+        describe(result["provenance"]),
+        "",
+        "| loop | samples/s |",
+        "|---|---:|",
+        *(f"| {k} | {v:.0f} |" for k, v in result["samples_per_s"].items()),
+        "",
+        "| ratio | median | per round | target |",
+        "|---|---:|---|---:|",
+        *(f"| {text} | {result['ratio_medians'][k]:.3f} | "
+          f"{', '.join(f'{x:.3f}' for x in result['ratios'][k])} | {target} |"
+          for k, (_, _, text, target) in RATIOS.items()),
+        "",
+        NOTES,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+NOTES = """Loops: `plain` is a hand-written PyTorch loop with PyTorch's default kernels (NCHW, for-loop
+Adam); `plain_fast` the same loop with the suite's kernel choices (src/admm_pruning/training/fast.py:
+channels-last convolutions and fused Adam); `suite` the suite's Lightning stage loop as runs use it;
+`suite_slow` with both choices off (the code before them). `dense`, `admm` and `masked` are suite
+loops with L2 5e-5: dense training, ADMM (one Z/U update per epoch) and retraining under masks (the
+parametrization multiplies each weight by its mask in every forward pass)."""
 
 
 def main() -> None:
@@ -84,56 +179,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
-
-    data = MNISTData(args.data, args.data_dir, val_size=1000 if args.data == "mnist10k" else 5000).setup()
-    net, keep = MODELS[args.model]
-    samples = args.epochs * len(data.train)
-    run = {"plain": [], "suite": [], "dense": [], "admm": []}
-    suite_loop(net, data, 1, args.batch_size, 0)  # warm-up: imports, allocator, oneDNN kernels
-    for r in range(args.rounds):
-        run["plain"].append(plain_loop(net, data, args.epochs, args.batch_size, r))
-        run["suite"].append(suite_loop(net, data, args.epochs, args.batch_size, r))
-        # dense vs ADMM: both with the recipe's L2 (5e-5), as in pretraining and ADMM
-        run["dense"].append(suite_loop(net, data, args.epochs, args.batch_size, r, l2=5e-5))
-        run["admm"].append(suite_loop(net, data, args.epochs, args.batch_size, r, l2=5e-5, admm_keep=keep))
-        print(f"round {r}: " + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in run.items()), flush=True)
-    throughput_ratios = [p / s for p, s in zip(run["plain"], run["suite"], strict=True)]
-    admm_ratios = [a / d for a, d in zip(run["admm"], run["dense"], strict=True)]
-    result = {
-        "model": args.model, "data": args.data, "batch_size": args.batch_size, "epochs": args.epochs,
-        "rounds": args.rounds, "train_samples_per_epoch": len(data.train),
-        "provenance": provenance(),
-        "plain_samples_per_s": samples / statistics.median(run["plain"]),
-        "suite_samples_per_s": samples / statistics.median(run["suite"]),
-        "throughput_ratio_median": statistics.median(throughput_ratios),
-        "throughput_ratios": throughput_ratios,
-        "admm_vs_dense_epoch_time_median": statistics.median(admm_ratios),
-        "admm_vs_dense_ratios": admm_ratios,
-        "seconds": run,
-    }
+    torch.set_flush_denormal(True)  # as every run does, before the thread pool starts
+    result = measure(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"throughput_{args.model}_{args.data}.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = [
-        f"# Training throughput: {args.model} on {args.data}, batch {args.batch_size}",
-        "",
-        f"Command: `python benchmarks/throughput.py --data {args.data} --model {args.model} "
-        f"--epochs {args.epochs} --rounds {args.rounds}`. Medians over {args.rounds} interleaved rounds.",
-        "",
-        describe(result["provenance"]),
-        "",
-        "| measure | value | target |",
-        "|---|---:|---:|",
-        f"| plain PyTorch loop | {result['plain_samples_per_s']:.0f} samples/s | |",
-        f"| suite (Lightning stage loop) | {result['suite_samples_per_s']:.0f} samples/s | |",
-        f"| suite / plain throughput | {result['throughput_ratio_median']:.3f} | >= 0.8 |",
-        f"| ADMM epoch time / dense epoch time | {result['admm_vs_dense_epoch_time_median']:.3f} | <= 1.15 |",
-        "",
-        "Per-round ratios: suite/plain " + ", ".join(f"{x:.3f}" for x in throughput_ratios)
-        + "; ADMM/dense " + ", ".join(f"{x:.3f}" for x in admm_ratios) + ".",
-    ]
-    (out / f"throughput_{args.model}_{args.data}.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    md = markdown(result, args)
+    (out / f"throughput_{args.model}_{args.data}.md").write_text(md)
+    print(md)
 
 
 if __name__ == "__main__":

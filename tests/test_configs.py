@@ -129,6 +129,8 @@ LENET5 = ["experiment=lenet5_admm_71x"]
     (["data=mnist10k", "data.split_seed=null"], "data.split_seed=None: expected an integer"),
     (["data.verify_md5=no"], "data.verify_md5='no': expected true or false"),
     (["data.download=1"], "data.download=1: expected true or false"),
+    (["fast.channels_last=maybe"], "fast.channels_last='maybe': expected true or false"),
+    (["fast.fused_optimizer=2"], "fast.fused_optimizer=2: expected true or false"),
 ])
 def test_bad_values_are_refused_by_key_and_value_before_any_model_is_built(overrides, message):
     cfg = compose_cfg([*LENET5, *overrides])

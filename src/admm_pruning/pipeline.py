@@ -28,6 +28,7 @@ from admm_pruning.sparsity.masks import apply_masks, plain_state_dict, remove_ma
 from admm_pruning.sparsity.structured import SparsityError, check_sparsity
 from admm_pruning.store.stages import StageCache, StageResult, load_tensors, save_tensors
 from admm_pruning.training.context import StageContext
+from admm_pruning.training.fast import FastPath
 from admm_pruning.training.recipe import Recipe, train
 from admm_pruning.training.wandb_runs import finish_stage, run_identity
 from admm_pruning.tuning.trials import apply_trial
@@ -113,7 +114,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     data = instantiate(cfg.data).setup()  # fails here, before any folder is written
     logger_factory = instantiate(cfg.logger) if cfg.get("logger") else None
     ctx = StageContext(data=data, trainer_kwargs=plain(cfg.trainer), seed=cfg.seed, experiment=cfg.experiment_name,
-                       logger_factory=logger_factory)
+                       logger_factory=logger_factory, fast=FastPath(**plain(cfg.get("fast") or {})))
     plan = initial_plan(cfg, pruner, sizes, ctx.steps_per_epoch)
     ctx.identity = run_identity(cfg, pruner.name, plan, sizes, context_key(cfg))
     cache = StageCache(Path(cfg.paths.artifacts_dir) / "stages")

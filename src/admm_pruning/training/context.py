@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from admm_pruning.config import ConfigError
 from admm_pruning.training.distributed import rank_sharded
+from admm_pruning.training.fast import FastPath
 from admm_pruning.training.loggers import LoggerFactory, RunIdentity, close_logger
 from admm_pruning.training.modules import ClassifierModule
 
@@ -81,6 +82,7 @@ class StageContext:
     # The open W&B run of the stage in progress: left open after training, so that the stage's
     # artifact is logged from it when the stage ends (training.wandb_runs.finish_stage).
     stage_logger: Logger | None = field(default=None, repr=False)
+    fast: FastPath = field(default_factory=FastPath)  # kernel choices for every fit (training/fast.py)
 
     @property
     def run_identity(self) -> RunIdentity:
@@ -120,6 +122,7 @@ class StageContext:
     def fit(self, module: ClassifierModule, stage: str, stage_dir: Path, resume: Path | None,
             batch_size: int, **limits: Any) -> None:
         pl.seed_everything(self.seed, workers=True, verbose=False)
+        module.fast = self.fast
         trainer = self.trainer(stage, stage_dir, **limits)
         processes = trainer.num_nodes * trainer.num_devices
         if batch_size % processes:

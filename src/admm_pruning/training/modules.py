@@ -17,6 +17,13 @@ from admm_pruning.models.layers import num_outputs, prunable_layers
 from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState, converged
 from admm_pruning.sparsity.masks import weight_param
 from admm_pruning.training.distributed import broadcast_, world
+from admm_pruning.training.fast import (
+    FastPath,
+    build_optimizer,
+    has_convolutions,
+    match_state_layout,
+    set_memory_format,
+)
 
 log = logging.getLogger("admm_pruning")
 
@@ -62,6 +69,23 @@ class ClassifierModule(pl.LightningModule):
         if self.top5:
             self.val_acc5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
             self.test_acc5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        self.fast = FastPath(channels_last=False, fused_optimizer=False)  # StageContext.fit sets the run's
+
+    def setup(self, stage: str) -> None:
+        # NHWC for the fit only: everything outside it (masks, export, hashing) sees NCHW weights.
+        if self.fast.channels_last and has_convolutions(self.model):
+            set_memory_format(self, channels_last=True)
+
+    def teardown(self, stage: str) -> None:
+        if self.fast.channels_last and has_convolutions(self.model):
+            set_memory_format(self, channels_last=False)
+
+    def on_train_start(self) -> None:
+        for opt in self.trainer.optimizers:  # a resumed checkpoint may hold the other layout
+            match_state_layout(opt)
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return build_optimizer(self.optimizer_factory, self.model.parameters(), self.fast.fused_optimizer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -115,7 +139,7 @@ class ClassifierModule(pl.LightningModule):
         self._score("test", batch)
 
     def configure_optimizers(self) -> Any:
-        opt = self.optimizer_factory(self.model.parameters())
+        opt = self.make_optimizer()
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
@@ -158,6 +182,7 @@ class ADMMModule(ClassifierModule):
         self._val_epoch = 0  # the epoch (from 1) of the latest validation
 
     def on_train_start(self) -> None:
+        super().on_train_start()
         # After a resume the clock starts at the restored iteration: the time left is estimated
         # from the iterations this process has run.
         self._clock = (time.monotonic(), int(self.admm.iteration))
@@ -209,7 +234,7 @@ class ADMMModule(ClassifierModule):
                  elapsed, left)
 
     def configure_optimizers(self) -> Any:
-        opt = self.optimizer_factory(self.model.parameters())
+        opt = self.make_optimizer()
         if not self.schedule.lr_drop_epochs:
             return opt
         period = self.steps_per_iteration
