@@ -30,6 +30,7 @@ from torch import nn
 from admm_pruning.analysis.paper import load_figures
 from admm_pruning.export.layers import ColumnConv2d
 from admm_pruning.export.shrink import shrink
+from admm_pruning.export.sparse import MAX_DENSITY, sparsify
 from admm_pruning.report.flops import FLOPS_DEFINITION, flop_report
 from admm_pruning.report.provenance import describe, provenance
 from admm_pruning.sparsity.masks import apply_masks
@@ -125,7 +126,11 @@ def measure(run: Run, example: torch.Tensor, batches: list[int], devices: list[s
     dense, masked = run.model(), run.model(masked=True)
     small = shrink(dense, example)
     shrunk = small.module()
-    candidates = [("dense", dense), ("masked", masked), ("shrunk", shrunk)]
+    sparse, shrunk_sparse = run.model(), small.module()
+    sparsify(sparse)
+    sparsify(shrunk_sparse)
+    candidates = [("dense", dense), ("masked", masked), ("shrunk", shrunk), ("sparse", sparse),
+                  ("shrunk_sparse", shrunk_sparse)]
     if any(isinstance(m, ColumnConv2d) for m in shrunk.modules()):
         # shape-wise layers run as gather + GEMM: time the dense network on those kernels too, so
         # the speedup from pruning is told apart from the speedup of the kernel itself
@@ -181,7 +186,10 @@ def report(runs: list[tuple[Run, dict[str, Any]]], meta: dict[str, Any]) -> str:
         "checked to give the same outputs. A shape-wise pruned conv runs in the shrunk model as a "
         "gather of its used (c, kh, kw) columns + GEMM (`export.layers.ColumnConv2d`); for such runs "
         "*dense GEMM* times the unpruned network with every conv on that same kernel, and the last "
-        "column gives shrunk vs dense GEMM: the speedup that pruning alone buys.",
+        "column gives shrunk vs dense GEMM: the speedup that pruning alone buys. *sparse*: the "
+        "unstructured path (`export.sparse`): every conv and linear layer with at most "
+        f"{MAX_DENSITY:.0%} nonzero weights multiplies by a CSR weight (convs through im2col), on the "
+        "plain model; *shrunk+sparse*: the same on the shrunk model.",
         "",
         "## Computation",
         "",
@@ -202,17 +210,19 @@ def report(runs: list[tuple[Run, dict[str, Any]]], meta: dict[str, Any]) -> str:
             f"{_fmt_flops(f['remaining'])} | {f['theoretical_speedup']:.2f}x | {_fmt_flops(f['shrunk'])} "
             f"({f['shrunk_speedup']:.2f}x fewer) | {layers} |")
     lines += ["", f"FLOPs: {FLOPS_DEFINITION}", "", "## Measured inference time", "",
-              "| run | device | batch | dense ms | dense GEMM ms | masked ms | shrunk ms | masked speedup | "
-              "shrunk speedup | shrunk vs dense GEMM |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| run | device | batch | dense ms | dense GEMM ms | masked ms | shrunk ms | sparse ms | "
+              "shrunk+sparse ms | masked speedup | shrunk speedup | sparse speedup | shrunk+sparse speedup | "
+              "theoretical | shrunk vs dense GEMM |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run, m in runs:
         for t in m["timings"]:
             sec, sp = t["seconds"], t["speedup"]
             gemm = sec.get("dense_gemm")
             gemm_ms, vs_gemm = (f"{1e3 * gemm:.3f}", f"{gemm / sec['shrunk']:.2f}x") if gemm else ("-", "-")
+            ms = " | ".join(f"{1e3 * sec[k]:.3f}" for k in ("masked", "shrunk", "sparse", "shrunk_sparse"))
+            ups = " | ".join(f"{sp[k]:.2f}x" for k in ("masked", "shrunk", "sparse", "shrunk_sparse"))
             lines.append(f"| {run.label} | {t['device']} | {t['batch']} | {1e3 * sec['dense']:.3f} | {gemm_ms} | "
-                         f"{1e3 * sec['masked']:.3f} | {1e3 * sec['shrunk']:.3f} | {sp['masked']:.2f}x | "
-                         f"{sp['shrunk']:.2f}x | {vs_gemm} |")
+                         f"{ms} | {ups} | {m['flops']['theoretical_speedup']:.2f}x | {vs_gemm} |")
     run, m = runs[0]
     cpu = [t for t in m["timings"] if t["device"] == "cpu"]
     best = max(cpu, key=lambda t: t["batch"]) if cpu else None

@@ -81,6 +81,7 @@ def test_speedup_report_for_a_stage_folder(tmp_path, conv2, shrunk_layers):
     assert out.read_text() == text
     assert "| retrain-abc | cpu | 1 |" in text and "| retrain-abc | cpu | 4 |" in text
     assert "paper: ADAM-ADMM" in text and "| 10.5x |" in text and "2.6x and 3.65x" in text
+    assert "| sparse ms | shrunk+sparse ms |" in text
     assert "Made on " in text and "; code " in text  # the machine and commit that timed it
     r = flop_report(model, X)
     assert f"{r['theoretical_speedup']:.2f}x" in text and shrunk_layers in text
