@@ -153,6 +153,27 @@ def test_layer_names_are_checked_on_a_model_built_once_after_the_values():
         validate(compose_cfg([*LENET5, "+prune.keep.conv3=0.1"]), build)
 
 
+@pytest.mark.parametrize("key", ["retrain.dropout_scaled_by", "pruner.retrain_dropout_scaled_by"])
+def test_the_dropout_rule_must_name_a_prunable_layer(key):
+    overrides = ["experiment=lenet5_admm_71x", "pruner=admm_progressive", f"{key}=fc9"]
+    with pytest.raises(ConfigError) as exc:
+        validate(compose_cfg(overrides), lambda: instantiate(compose_cfg(overrides).model.net))
+    assert str(exc.value).startswith(f"{key}='fc9': unknown layer for model lenet5; prunable layers are conv1")
+
+
+def test_a_null_dropout_rule_keeps_the_retrain_key_and_a_layer_resolves_the_rate():
+    import torch
+
+    from admm_pruning.training.recipe import Recipe
+    recipe = Recipe.from_cfg(compose_cfg(["experiment=lenet5_admm_71x"]).retrain)
+    masks = {"fc1": torch.zeros(500, 800, dtype=torch.bool)}
+    masks["fc1"].view(-1)[:4000] = True  # keeps 1%
+    assert recipe.with_dropout_scaled(masks, None).settings() == recipe.settings()
+    assert "dropout_scaled_by" not in recipe.settings()
+    assert recipe.with_dropout_scaled(masks, "fc1").dropout == pytest.approx(0.05)
+    assert recipe.with_dropout_scaled(masks, "fc2") is recipe  # not masked: the rate as it is
+
+
 def test_unchecked_data_never_shares_a_stage_key_with_checked_mnist():
     from admm_pruning.pipeline import context_key
     checked = context_key(compose_cfg([*LENET5, "data.verify_md5=true", "data.data_dir=/a"]))
@@ -162,7 +183,9 @@ def test_unchecked_data_never_shares_a_stage_key_with_checked_mnist():
 
 # The resolved settings that key the stage cache, for experiment=lenet5_admm_71x data=mnist10k.
 STAGE_NODES = ("pretrain", "retrain", "pruner", "model", "data")
-PINNED_STAGE_SETTINGS_SHA256 = "981c4dd816604bc5e5dae19a66f3db7363b82bcd37eebfa095f121bf3b49fd58"
+# Last change: retrain.dropout_scaled_by (null) was added. No stage key moved: the retrain stage is
+# keyed by the Recipe's settings, which hold the resolved rate (test_a_null_dropout_rule_keeps_...).
+PINNED_STAGE_SETTINGS_SHA256 = "f57d842d8e8a7e8d404e1b15272b6ad7e2b7dd83abb91a867afe16a574ff5021"
 
 
 def stage_settings(overrides: list[str]) -> str:

@@ -210,3 +210,22 @@ def test_bad_progressive_and_round_settings_are_config_errors():
         ProgressiveADMMPruner(retrain_optimizer=None, step=1)
     with pytest.raises(ConfigError, match=r"pruner.targets=\[9.0, 3.0\]: must increase"):
         ProgressiveADMMPruner(retrain_optimizer=None, targets=[9, 3]).rounds({"fc1": 1000}, {"fc1": 1 / 3})
+
+
+def test_hans_dropout_rule_scales_every_rounds_retraining_and_the_last(fake_data_dir, out_dirs):
+    """retrain.dropout_scaled_by=fc1: each retraining (the rounds' and the final one) drops out at
+    0.5 x sqrt(the fraction of fc1 its masks keep), and the stage keys record that rate."""
+    import json
+    from pathlib import Path
+
+    from admm_pruning.pipeline import run_experiment
+    from admm_pruning.store.stages import load_tensors
+
+    s = run_experiment(_progressive_cfg(fake_data_dir, out_dirs, 20, "retrain.dropout_scaled_by=fc1"))
+    prune = json.loads((Path(s["stage_dirs"]["admm_progressive"]) / "metrics.json").read_text())
+    for r in prune["rounds"][:-1]:
+        stage = Path(r["stage_dir"])
+        fc1 = load_tensors(stage / "masks.pt")["fc1"]
+        rate = json.loads((stage / "settings.json").read_text())["recipe"]["dropout"]
+        assert rate == pytest.approx(0.5 * (int(fc1.sum()) / fc1.numel()) ** 0.5) and rate < 0.5
+    assert s["retrain_recipe"]["dropout"] == pytest.approx(0.5 * s["per_layer"]["fc1"]["kept"] ** 0.5, rel=1e-3)

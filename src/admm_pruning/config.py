@@ -49,6 +49,11 @@ def validate(cfg: DictConfig, build: Callable[[], nn.Module]) -> None:
         if name not in layers:
             raise ConfigError(f"prune.keep.{name}: unknown layer {name!r} for model "
                               f"{cfg.model.name}; prunable layers are {', '.join(layers)}")
+    for key in ("retrain.dropout_scaled_by", "pruner.retrain_dropout_scaled_by"):
+        name = get_key(cfg, key)
+        if name is not None and name not in layers:
+            raise ConfigError(f"{key}={name!r}: unknown layer for model {cfg.model.name}; "
+                              f"prunable layers are {', '.join(layers)}")
 
 
 def _nodes(cfg: DictConfig) -> list[tuple[str, Any]]:

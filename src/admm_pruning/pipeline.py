@@ -186,7 +186,9 @@ class Stages:
     def retrain(self, pruner: Pruner, plan: Plan, pruned: StageResult) -> StageResult:
         """Masked retraining, by the shared recipe or the pruner's own (Han et al.)."""
         masks = load_tensors(pruned.dir / "masks.pt")
-        recipe = pruner.retrain_recipe(Recipe.from_cfg(self.cfg.retrain, epochs=plan.retrain_epochs), masks)
+        shared = Recipe.from_cfg(self.cfg.retrain, epochs=plan.retrain_epochs)
+        shared = shared.with_dropout_scaled(masks, self.cfg.retrain.get("dropout_scaled_by"))
+        recipe = pruner.retrain_recipe(shared, masks)
         settings = {"parent": self.settings["prune"], "retrain": recipe.settings()}
 
         def compute(d: Path, resume: Path | None) -> dict[str, Any]:

@@ -97,8 +97,9 @@ class ProgressiveADMMPruner(Pruner):
 
     def __init__(self, retrain_optimizer: OptimizerFactory, step: float = 3.0, targets: list[float] | None = None,
                  rounds: int | None = None, profile: dict[str, float] | None = None, round_retrain_epochs: int = 40,
-                 retrain_l2: float = 0.0, retrain_dropout: float = 0.5, candidates: int = 1, keep_best: int = 1,
-                 sparsity: dict[str, str] | None = None, **schedule: Any) -> None:
+                 retrain_l2: float = 0.0, retrain_dropout: float = 0.5, retrain_dropout_scaled_by: str | None = None,
+                 candidates: int = 1, keep_best: int = 1, sparsity: dict[str, str] | None = None,
+                 **schedule: Any) -> None:
         if candidates < 1 or keep_best < 1:
             raise ConfigError(f"pruner.candidates={candidates}, pruner.keep_best={keep_best}: both must be >= 1")
         if not targets and step <= 1:
@@ -108,6 +109,7 @@ class ProgressiveADMMPruner(Pruner):
         self.profile = dict(profile) if profile else None
         self.round_recipe = Recipe(epochs=round_retrain_epochs, batch_size=self.schedule.batch_size,
                                    optimizer=retrain_optimizer, l2=retrain_l2, dropout=retrain_dropout)
+        self.dropout_scaled_by = retrain_dropout_scaled_by
         self.candidates, self.keep_best = candidates, keep_best
         self.sparsity = dict(sparsity or {})
 
@@ -179,12 +181,15 @@ class ProgressiveADMMPruner(Pruner):
         if last:
             return done
 
+        masks = load_tensors(done.dir / "masks.pt")
+        recipe = self.round_recipe.with_dropout_scaled(masks, self.dropout_scaled_by)
+
         def retrain(d: Path, resume: Path | None) -> dict[str, Any]:
-            _load(job.model, load_tensors(done.dir / "weights.pt"), load_tensors(done.dir / "masks.pt"))
-            train(ctx, job.model, self.round_recipe, "round-retrain", d, resume)
+            _load(job.model, load_tensors(done.dir / "weights.pt"), masks)
+            train(ctx, job.model, recipe, "round-retrain", d, resume)
             return _save(ctx, job.model, current_masks(job.model), d)
 
-        return cache.run("progressive-retrain", {"parent": admm_key, "recipe": self.round_recipe.settings()}, retrain)
+        return cache.run("progressive-retrain", {"parent": admm_key, "recipe": recipe.settings()}, retrain)
 
 
 def _load(model: nn.Module, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 from torch import nn
 
@@ -49,6 +50,15 @@ class Recipe:
             raise ValueError(f"cannot scale the lr of optimizer {opt!r}: give it as a partial with lr=")
         scaled = functools.partial(opt.func, *opt.args, **{**opt.keywords, "lr": opt.keywords["lr"] * scale})
         return replace(self, optimizer=scaled)
+
+    def with_dropout_scaled(self, masks: dict[str, torch.Tensor], layer: str | None) -> Recipe:
+        """Han et al.'s dropout rule, D = D_o * sqrt(kept fraction of ``layer``), resolved for these
+        masks: a layer that keeps 0.45% of its connections would otherwise lose half of its few
+        surviving paths at every step. ``layer`` None (or not masked) keeps the rate as it is."""
+        if layer is None or layer not in masks:
+            return self
+        kept = int(masks[layer].sum()) / masks[layer].numel()
+        return replace(self, dropout=self.dropout * kept ** 0.5)
 
     def settings(self) -> dict[str, Any]:
         """Plain data for stage keys: factories by their repr (type and keywords)."""
