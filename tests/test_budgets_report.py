@@ -1,6 +1,8 @@
 """The comparison report's verdicts on hand-made runs: the claim is called only where the 95%
 intervals separate, the change is paired with each run's own dense model, and budgets stay apart."""
 
+import json
+
 import pytest
 
 from admm_pruning.analysis.budgets import budget_table, by_budget, change, claim_verdict, cost_lines
@@ -54,3 +56,25 @@ def test_cost_counts_each_shared_stage_once_times_its_threads():
              "stage_seconds": {"pretrain": 3600, "admm": 900, "retrain": 900}, "provenance": {"threads": 1}}]
     runs.reverse()  # the reused pretrain stage counts at the threads of the run that computed it
     assert cost_lines(runs)[0].startswith("Measured compute of these 2 runs: 4.50 CPU-hours (5 distinct stages")
+
+
+def test_the_readme_states_each_studys_verdict_per_budget(tmp_path):
+    from admm_pruning.analysis.budgets import verdicts
+    from admm_pruning.analysis.readme import comparisons_section
+
+    runs = [*_runs("admm", 16, [0.981, 0.982, 0.980]), *_runs("admm", 64, [0.980, 0.981, 0.979]),
+            *_runs("han", 16, [0.980, 0.981, 0.979]), *_runs("han", 64, [0.960, 0.962, 0.958]),
+            *_runs("han", 16, [0.981, 0.982, 0.980], budget=72), *_runs("admm", 16, [0.97, 0.97, 0.97], budget=72)]
+    v = verdicts(runs)
+    assert v["budgets"]["24"]["winner"] == "admm" and v["budgets"]["24"]["seeds"] == [1, 2, 3]
+    assert v["budgets"]["72"]["winner"] == "han" and v["budgets"]["24"]["runs"] == 12
+    study = tmp_path / "lenet5_mnist10k_compare"
+    study.mkdir()
+    (study / "verdict.json").write_text(json.dumps(v))
+    lines = comparisons_section(tmp_path, tmp_path).splitlines()
+    assert len(lines) == 2 and lines[0].startswith(
+        "- [lenet5_mnist10k_compare](lenet5_mnist10k_compare/report.md) (lenet5, mnist10k, seeds 1, 2, 3): "
+        "At 24 epochs, the claim holds: within 0.1 pt of dense on validation, admm reaches 64x")
+    assert lines[1].startswith("- [lenet5_mnist10k_compare](lenet5_mnist10k_compare/report.md) (lenet5, mnist10k, "
+                               "seeds 1, 2, 3): At 72 epochs")
+    assert comparisons_section(tmp_path / "none", tmp_path) == "- No tuned comparison has been reported yet."

@@ -10,9 +10,11 @@ Usage: python -m admm_pruning.analysis.budgets STUDY_DIR [--paper STUDY] [--wand
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from admm_pruning.analysis.aggregate import log_to_wandb
 from admm_pruning.analysis.budget_plot import plot_changes
@@ -111,6 +113,18 @@ def cost_lines(runs: list[dict]) -> list[str]:
             "each counted once, seconds times the torch threads of the run that computed it)."]
 
 
+def verdicts(runs: list[dict]) -> dict[str, Any]:
+    """The claim's verdict per budget, for the README: the sentence, the winner (or None for a tie
+    or no verdict), and the runs behind it."""
+    studies = by_budget(runs)
+    out = {}
+    for b, s in studies.items():
+        sentence, winner = claim_verdict(s, b)
+        out[str(b)] = {"sentence": sentence, "winner": winner, "runs": len(s.runs),
+                       "seeds": sorted({r["seed"] for r in s.runs})}
+    return {"model": runs[0]["model"], "data": runs[0]["data"], "budgets": out}
+
+
 def render(study_dir: Path, runs: list[dict], tuning: list[dict], paper: list[dict]) -> tuple[str, dict]:
     """The whole report, and the verdict per budget."""
     studies = by_budget(runs)
@@ -157,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     plot = args.study_dir / "accuracy_change_vs_compression.png"
     plot_changes(by_budget(runs), paper, plot)
     (args.study_dir / "report.md").write_text(text)
+    (args.study_dir / "verdict.json").write_text(json.dumps(verdicts(runs), indent=2) + "\n")
     if args.wandb:
         labelled = [{**r, "pruner": f"{r['pruner']} ({round(r['budget_epochs'])} ep)"} for r in runs]
         log_to_wandb(labelled, args.study_dir.name, f"{args.study_dir.name}: tuned comparison", plot)
