@@ -99,28 +99,78 @@ def test_optimizer_state_takes_its_parameters_layout_before_a_fused_step():
     assert torch.allclose(p.detach(), ref.detach(), atol=1e-6)
 
 
-def test_a_fit_trains_in_channels_last_and_hands_back_nchw(fake_data_dir: Path, tmp_path: Path):
-    data = MNISTData("mnist", str(fake_data_dir / "mnist"), val_size=200, verify_md5=False, download=False,
+def _data(fake_data_dir: Path) -> MNISTData:
+    return MNISTData("mnist", str(fake_data_dir / "mnist"), val_size=200, verify_md5=False, download=False,
                      pixel_scale="unit").setup()
+
+
+def _fit(module: ClassifierModule, data: MNISTData, fast: FastPath, stage_dir: Path, epochs: int = 1,
+         resume: Path | None = None) -> None:
+    ctx = StageContext(data=data, trainer_kwargs={"accelerator": "cpu", "enable_progress_bar": False,
+                                                  "enable_model_summary": False}, seed=0, experiment="t", fast=fast)
+    ctx.fit(module, "t", stage_dir, resume, 50, max_epochs=epochs)
+
+
+def test_a_fit_trains_in_channels_last_with_step_masks_and_hands_back_the_masked_nchw_model(fake_data_dir, tmp_path):
     model = lenet(masked=True)
     masks = current_masks(model)
     seen = []
 
     class Spy(ClassifierModule):
         def training_step(self, batch, batch_idx):
-            seen.append(self.model.conv2.parametrizations.weight.original.is_contiguous())
+            w = self.model.conv2.weight
+            seen.append((w.is_contiguous(), hasattr(self.model.conv2, "parametrizations"),
+                         bool((w[~masks["conv2"]] == 0).all())))
             return super().training_step(batch, batch_idx)
 
-    module = Spy(model, partial(torch.optim.Adam, lr=1e-3))
-    ctx = StageContext(data=data, trainer_kwargs={"accelerator": "cpu", "enable_progress_bar": False,
-                                                       "enable_model_summary": False},
-                       seed=0, experiment="t", fast=FastPath(True, True))
-    ctx.fit(module, "t", tmp_path, None, 50, max_epochs=1)
-    assert seen and not any(seen)  # NHWC inside the fit
+    module = Spy(model, partial(torch.optim.Adam, lr=1e-3), l2=5e-5)
+    _fit(module, _data(fake_data_dir), FastPath(), tmp_path)
+    # inside the fit: NHWC, no parametrization, and every pruned entry exactly zero at every step
+    assert seen and set(seen) == {(False, False, True)}
     assert all(p.is_contiguous() for p in model.parameters())  # NCHW after it
-    assert all(torch.equal(masks[n], m) for n, m in current_masks(model).items())
-    assert isinstance(module.trainer.optimizers[0], torch.optim.Adam)
+    assert all(torch.equal(masks[n], m) for n, m in current_masks(model).items()) and len(current_masks(model)) == 4
+    assert all(not (getattr(model, n).weight[~m]).any() for n, m in masks.items())
     assert module.trainer.optimizers[0].defaults["fused"] is True
+
+
+@pytest.mark.parametrize("admm", [False, True])
+def test_step_masks_train_bit_for_bit_as_the_parametrization(fake_data_dir, tmp_path, admm):
+    """Same kernels otherwise (NCHW, for-loop Adam): the two ways of masking give identical weights,
+    for masked retraining and for ADMM on a masked model (progressive rounds)."""
+    from admm_pruning.sparsity.admm import ADMMSchedule
+    from admm_pruning.sparsity.masks import plain_state_dict
+    from admm_pruning.training.modules import ADMMModule
+
+    data, out = _data(fake_data_dir), []
+    for step_masks in (False, True):
+        model = lenet(masked=True)
+        opt = partial(torch.optim.Adam, lr=1e-3)
+        if admm:
+            schedule = ADMMSchedule(optimizer=opt, iterations=2, epochs_per_iteration=0.5, rho=1e-2, l2=5e-5)
+            module = ADMMModule(model, schedule, {"conv2": 0.04, "fc1": 0.005}, data.steps_per_epoch(50))
+        else:
+            module = ClassifierModule(model, opt, l2=5e-5)
+        _fit(module, data, FastPath(False, False, step_masks), tmp_path / str(step_masks))
+        out.append(plain_state_dict(model))
+    assert out[0].keys() == out[1].keys()
+    assert all(torch.equal(out[0][k], out[1][k]) for k in out[0])
+
+
+def test_a_checkpoint_resumes_across_masking_modes(fake_data_dir, tmp_path):
+    """A stage interrupted under one way of masking resumes under the other: the weight keys are
+    renamed between `<layer>.weight` and `<layer>.parametrizations.weight.original`."""
+    data = _data(fake_data_dir)
+    for first, second in ((True, False), (False, True)):
+        d = tmp_path / f"{first}"
+        _fit(ClassifierModule(lenet(masked=True), partial(torch.optim.Adam, lr=1e-3)), data,
+             FastPath(False, False, first), d)
+        model = lenet(masked=True)
+        _fit(ClassifierModule(model, partial(torch.optim.Adam, lr=1e-3)), data, FastPath(False, False, second),
+             tmp_path / f"{first}-resumed", epochs=2, resume=d / "checkpoints" / "last.ckpt")
+        assert len(current_masks(model)) == 4
+        saved = torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        key = "model.fc1.weight" if first else "model.fc1.parametrizations.weight.original"
+        assert key in saved  # the checkpoint really was written in the first mode
 
 
 @pytest.mark.parametrize("node", ["channels_last", "fused_optimizer"])

@@ -38,7 +38,8 @@ def validate(cfg: DictConfig, build: Callable[[], nn.Module]) -> None:
         value = get_key(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}={value!r}: expected an integer")
-    for key in ("data.verify_md5", "data.download", "flush_denormal", "fast.channels_last", "fast.fused_optimizer"):
+    for key in ("data.verify_md5", "data.download", "flush_denormal", "fast.channels_last", "fast.fused_optimizer",
+                "fast.step_masks"):
         value = get_key(cfg, key)
         if value is not None and not isinstance(value, bool):
             raise ConfigError(f"{key}={value!r}: expected true or false")

@@ -114,3 +114,68 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             key, value = f"{module_name}.{attr}", getattr(owner, attr)
         state[key] = value.detach().clone().cpu()
     return state
+
+
+class StepMasks:
+    """Masks held beside the model during a fit instead of in its forward pass (``fast.step_masks``).
+
+    The parametrization multiplies every masked weight by its mask in each forward and each
+    backward pass: 17% of a masked LeNet-5 epoch on 2 CPU cores. Here the masks are baked into the
+    weights once (pruned entries exactly zero) and applied to the gradients once per optimizer
+    step. The arithmetic is the parametrization's: the forward sees W * M, the optimizer gets
+    grad * M, and with a zero gradient and zero moments Adam, SGD (momentum, weight decay) and
+    AdamW never move a zero weight, so the pruned entries stay exactly zero.
+    ``restore`` attaches the parametrizations again.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.masks = current_masks(model)
+        remove_masks(model)  # the same Parameter objects, now holding W * M
+        layers = prunable_layers(model)
+        self.weights = [layers[n].weight for n in self.masks]
+        self.scales: list[torch.Tensor] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        """The masks as float tensors in the weights' dtype and memory layout (call after a change)."""
+        self.scales = [torch.empty_like(w).copy_(self.masks[n]) for n, w in zip(self.masks, self.weights, strict=True)]
+
+    @torch.no_grad()
+    def mask_grads_(self) -> None:
+        pairs = [(w.grad, s) for w, s in zip(self.weights, self.scales, strict=True) if w.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [s for _, s in pairs])
+
+    @torch.no_grad()
+    def zero_pruned_(self) -> None:
+        if self.weights:
+            torch._foreach_mul_(self.weights, self.scales)
+
+    def restore(self, model: nn.Module) -> None:
+        apply_masks(model, self.masks)  # zeroes the pruned entries again, then parametrizes
+
+
+def adapt_state_dict(state: dict[str, torch.Tensor], target: nn.Module) -> None:
+    """Rename, in place, masked-weight keys between the parametrized form
+    (``<layer>.parametrizations.weight.original`` + ``.0.mask``) and the plain one (``<layer>.weight``)
+    to the form ``target`` has: a checkpoint written with step masks resumes with parametrizations
+    and the other way round. Mask buffers ``target`` does not hold are dropped; missing ones are
+    taken from ``target`` (a stage's masks never change during its fit)."""
+    want = target.state_dict()
+    for key in list(state):
+        if key in want:
+            continue
+        if ".parametrizations." in key:
+            prefix, _, rest = key.partition(".parametrizations.")
+            attr, _, tail = rest.partition(".")
+            value = state.pop(key)
+            if tail == "original" and f"{prefix}.{attr}" in want:
+                state[f"{prefix}.{attr}"] = value
+        else:
+            prefix, _, attr = key.rpartition(".")
+            original = f"{prefix}.parametrizations.{attr}.original"
+            if original in want:
+                state[original] = state.pop(key)
+                for k in want:
+                    if k.startswith(f"{prefix}.parametrizations.{attr}.") and k != original:
+                        state[k] = want[k]

@@ -6,9 +6,13 @@
   (relative); only the summation order of the kernels differs.
 - **Fused optimizer kernels.** Adam, AdamW and SGD update every parameter in one kernel instead
   of a chain of elementwise ops per parameter; the updates agree with the for-loop's to 1e-7.
+- **Masks once per step** (``sparsity.masks.StepMasks``): a masked model trains with its masks
+  baked into the weights and applied to the gradients before each optimizer step, instead of a
+  multiply in every forward and backward pass. Same arithmetic, bit for bit.
 
 Results move in their last bits, as they do on another machine. ``fast.channels_last=false
-fast.fused_optimizer=false`` gives the earlier kernels. Neither setting is part of a stage key.
+fast.fused_optimizer=false fast.step_masks=false`` gives the earlier code's kernels. No setting
+here is part of a stage key.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class FastPath:
 
     channels_last: bool = True
     fused_optimizer: bool = True
+    step_masks: bool = True
 
 
 def build_optimizer(factory: Any, params: Any, fused: bool) -> torch.optim.Optimizer:

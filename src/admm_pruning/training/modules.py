@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from admm_pruning.models.layers import num_outputs, prunable_layers
 from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState, converged
-from admm_pruning.sparsity.masks import weight_param
+from admm_pruning.sparsity.masks import StepMasks, adapt_state_dict, current_masks, weight_param
 from admm_pruning.training.distributed import broadcast_, world
 from admm_pruning.training.fast import (
     FastPath,
@@ -69,16 +69,24 @@ class ClassifierModule(pl.LightningModule):
         if self.top5:
             self.val_acc5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
             self.test_acc5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        self.fast = FastPath(channels_last=False, fused_optimizer=False)  # StageContext.fit sets the run's
+        self.fast = FastPath(False, False, False)  # StageContext.fit sets the run's
+        self.step_masks: StepMasks | None = None
 
     def setup(self, stage: str) -> None:
-        # NHWC for the fit only: everything outside it (masks, export, hashing) sees NCHW weights.
+        # For the fit only: everything outside it (masks, export, hashing) sees parametrized NCHW weights.
+        if self.fast.step_masks and current_masks(self.model):
+            self.step_masks = StepMasks(self.model)
         if self.fast.channels_last and has_convolutions(self.model):
             set_memory_format(self, channels_last=True)
+        if self.step_masks is not None:
+            self.step_masks.refresh()
 
     def teardown(self, stage: str) -> None:
         if self.fast.channels_last and has_convolutions(self.model):
             set_memory_format(self, channels_last=False)
+        if self.step_masks is not None:
+            self.step_masks.restore(self.model)
+            self.step_masks = None
 
     def on_train_start(self) -> None:
         for opt in self.trainer.optimizers:  # a resumed checkpoint may hold the other layout
@@ -116,6 +124,11 @@ class ClassifierModule(pl.LightningModule):
         hook (a term added earlier would be divided by the loss scale), and with gradient
         accumulation this hook runs once per optimizer step, not once per batch.
         """
+        self.add_regularizer_grads_()
+        if self.step_masks is not None:  # last: every term above is masked with the task gradient
+            self.step_masks.mask_grads_()
+
+    def add_regularizer_grads_(self) -> None:
         if self.l2:
             for w, mask in self.weight_params().values():
                 if w.grad is not None:
@@ -149,6 +162,7 @@ class ClassifierModule(pl.LightningModule):
         checkpoint["torch_rng_state"] = torch.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        adapt_state_dict(checkpoint["state_dict"], self)  # written with or without step masks
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
 
@@ -191,8 +205,8 @@ class ADMMModule(ClassifierModule):
         self._val_epoch = self.current_epoch + 1
 
     @torch.no_grad()
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        super().on_before_optimizer_step(optimizer)
+    def add_regularizer_grads_(self) -> None:
+        super().add_regularizer_grads_()
         self.admm.add_penalty_grad_(self.weight_params())
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
