@@ -61,6 +61,9 @@ reproduce-lenet5-structured-short: $(STAMP) ## conv1 filter + conv2 shape with t
 reproduce-lenet5-progressive: $(STAMP) ## Progressive ADMM LeNet-5 at 167x, the progressive code's recipe (5 rounds x 80 epochs: 2.1 h measured on 2 CPU cores)
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x data=$(DATA) $(ARGS)
 
+reproduce-lenet5-progressive-dropout-rule: $(STAMP) ## The same recipe with Han's dropout rule in every retraining (a variant, about 2 h on 2 CPU cores)
+	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x_dropout_rule data=$(DATA) $(ARGS)
+
 reproduce-lenet5-progressive-short: $(STAMP) ## Progressive ADMM LeNet-5 at 167x on the shortened recipe of the progressive study (142 epochs instead of 418)
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x_short data=$(DATA) $(ARGS)
 
@@ -176,4 +179,4 @@ readme: $(STAMP) ## Regenerate README's results section from results/
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
+.PHONY: reproduce-lenet5-progressive-dropout-rule compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
