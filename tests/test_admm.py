@@ -106,3 +106,28 @@ def test_one_update_projects_w_plus_u_and_steps_u_with_the_new_z():
 ])
 def test_stop_needs_every_layers_primal_and_dual_residual_within_eps(primal, dual, eps, stop):
     assert converged({"primal": primal, "dual": dual}, eps) is stop
+
+
+def test_the_cached_step_terms_follow_every_update_and_a_restored_checkpoint():
+    """The penalty gradient caches c and c * (U - Z) between Z/U updates: after an update, and
+    after a checkpoint restores other Z, U and rho, it must equal the formula again."""
+    g = torch.Generator().manual_seed(1)
+    sched = ADMMSchedule(rho=0.2, rho_scale=0.5, rho_multiplier=1.5)
+    s = ADMMState({"fc": torch.randn(8, 6, generator=g)}, {"fc": 0.25}, sched)
+    w = torch.randn(8, 6, generator=g).requires_grad_()
+
+    def penalty_grad(state: ADMMState) -> torch.Tensor:
+        w.grad = torch.zeros_like(w)
+        state.add_penalty_grad_({"fc": (w, None)})
+        return w.grad.clone()
+
+    def formula(state: ADMMState) -> torch.Tensor:
+        return float(state.rho) * (w - state.z("fc") + state.u("fc")).detach()
+
+    assert torch.allclose(penalty_grad(s), formula(s), atol=1e-6)
+    s.update({"fc": torch.randn(8, 6, generator=g)})  # new Z, U, and rho x1.5
+    assert torch.allclose(penalty_grad(s), formula(s), atol=1e-6)
+    other = ADMMState({"fc": torch.randn(8, 6, generator=g)}, {"fc": 0.25}, sched)
+    other.update({"fc": torch.randn(8, 6, generator=g)})
+    s.load_state_dict(other.state_dict())
+    assert torch.allclose(penalty_grad(s), formula(other), atol=1e-6)
