@@ -166,7 +166,7 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
 NOTES = """Loops: `plain` is a hand-written PyTorch loop with PyTorch's default kernels (NCHW, for-loop
 Adam); `plain_fast` the same loop with the suite's kernel choices (src/admm_pruning/training/fast.py:
 channels-last convolutions and fused Adam); `suite` the suite's Lightning stage loop as runs use it;
-`suite_slow` with both choices off (the code before them). `dense`, `admm` and `masked` are suite
+`suite_slow` with every `fast` choice off (the code before them). `dense`, `admm` and `masked` are suite
 loops with L2 5e-5: dense training, ADMM (one Z/U update per epoch) and retraining under masks
 (applied once per optimizer step); `masked_parametrized` multiplies each weight by its mask in every
 forward pass instead (`fast.step_masks=false`)."""

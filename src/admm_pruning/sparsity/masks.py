@@ -146,11 +146,6 @@ class StepMasks:
         if pairs:
             torch._foreach_mul_([g for g, _ in pairs], [s for _, s in pairs])
 
-    @torch.no_grad()
-    def zero_pruned_(self) -> None:
-        if self.weights:
-            torch._foreach_mul_(self.weights, self.scales)
-
     def restore(self, model: nn.Module) -> None:
         apply_masks(model, self.masks)  # zeroes the pruned entries again, then parametrizes
 
