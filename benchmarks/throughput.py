@@ -42,12 +42,14 @@ def plain_loop(net, data: MNISTData, epochs: int, batch: int, seed: int, fast: F
     ``fast`` it uses the suite's kernel choices (training/fast.py), so the two sides differ only
     in the loop around them."""
     torch.manual_seed(seed)
-    model = net(dropout=0.0)
+    device = data.train.x.device
+    model = net(dropout=0.0).to(device)
     if fast.channels_last and has_convolutions(model):
         set_memory_format(model, channels_last=True)
     opt = build_optimizer(partial(torch.optim.Adam, lr=1e-3), model.parameters(), fast.fused_optimizer)
     train = data.loader("train", batch, shuffle=True, seed=seed)
     val = data.loader("val", EVAL_BATCH)
+    synchronize(device)
     start = time.perf_counter()
     for epoch in range(epochs):
         train.sampler.set_epoch(epoch)
@@ -60,6 +62,7 @@ def plain_loop(net, data: MNISTData, epochs: int, batch: int, seed: int, fast: F
         with torch.no_grad():
             correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in val)
         assert correct >= 0
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -77,13 +80,22 @@ def suite_loop(net, data: MNISTData, epochs: int, batch: int, seed: int, fast: F
     else:  # one ADMM iteration per epoch, so the Z/U updates are inside the timing
         schedule = ADMMSchedule(optimizer=opt, iterations=epochs, epochs_per_iteration=1.0, rho=1e-4, l2=l2)
         module = ADMMModule(model, schedule, admm_keep, data.steps_per_epoch(batch))
-    trainer_kwargs = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-                      "enable_model_summary": False, "num_sanity_val_steps": 0}
+    device = data.train.x.device  # the suite moves the data there itself (StageContext.place_data)
+    trainer_kwargs = {"accelerator": "gpu" if device.type == "cuda" else "cpu", "devices": 1,
+                      "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
     ctx = StageContext(data=data, trainer_kwargs=trainer_kwargs, seed=seed, experiment="bench", fast=fast)
     with tempfile.TemporaryDirectory() as d:
+        synchronize(device)
         start = time.perf_counter()
         ctx.fit(module, "bench", Path(d), None, batch, max_epochs=epochs)
+        synchronize(device)
         return time.perf_counter() - start
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer reads the time the work took."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def variants(net, keep: dict[str, float]) -> dict[str, Callable[[MNISTData, int, int, int], float]]:
@@ -119,6 +131,8 @@ RATIOS = {  # name: (numerator, denominator, what it says, target)
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     data = MNISTData(args.data, args.data_dir, val_size=1000 if args.data == "mnist10k" else 5000,
                      pixel_scale="unit").setup()
+    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    data.to_device(device)  # on a GPU both loops index batches out of resident tensors
     net, keep = MODELS[args.model]
     loops = variants(net, keep)
     run: dict[str, list[float]] = {k: [] for k in loops}
@@ -131,7 +145,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     samples = args.epochs * len(data.train)
     return {
         "model": args.model, "data": args.data, "batch_size": args.batch_size, "epochs": args.epochs,
-        "rounds": args.rounds, "train_samples_per_epoch": len(data.train), "provenance": provenance(),
+        "rounds": args.rounds, "train_samples_per_epoch": len(data.train),
+        "provenance": provenance(data.train.x.device),
         "samples_per_s": {k: samples / statistics.median(v) for k, v in run.items()},
         "ratio_medians": {k: statistics.median(v) for k, v in ratios.items()},
         "ratios": ratios, "seconds": run,
@@ -178,6 +193,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--model", default="lenet5", choices=list(MODELS))
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when present)")
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="results/benchmarks")
@@ -186,9 +202,10 @@ def main() -> None:
     result = measure(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"throughput_{args.model}_{args.data}.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = f"throughput_{args.model}_{args.data}" + ("_cuda" if result["provenance"]["gpu"] else "")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = markdown(result, args)
-    (out / f"throughput_{args.model}_{args.data}.md").write_text(md)
+    (out / f"{name}.md").write_text(md)
     print(md)
 
 

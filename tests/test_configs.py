@@ -44,6 +44,14 @@ def test_every_experiment_composes_and_instantiates(experiment, data):
         assert cfg.experiment_name == experiment
 
 
+
+@pytest.mark.parametrize("trainer, accelerator", [("default", "auto"), ("gpu", "gpu"), ("ddp", "gpu"),
+                                                  ("ddp_cpu", "cpu")])
+def test_every_trainer_config_composes(trainer, accelerator):
+    assert sorted(p.stem for p in (Path(CONF) / "trainer").glob("*.yaml")) == ["ddp", "ddp_cpu", "default", "gpu"]
+    cfg = compose_cfg([f"trainer={trainer}"])
+    assert cfg.trainer.accelerator == accelerator and cfg.trainer.precision == "32-true"
+
 @pytest.mark.parametrize("experiment, paper_ratio, expected", [
     ("lenet300_admm_23x", 22.9, 266200 / (9408 + 2100 + 120)),
     ("lenet5_admm_40x", 40.2, 430500 / (100 + 2250 + 8000 + 350)),

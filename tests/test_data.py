@@ -33,6 +33,35 @@ def test_loader_batches_cover_the_epoch_once_and_shuffle_by_epoch(fake_data_dir)
     assert not torch.equal(first, torch.cat([x[:, 0, 0, 0] for x, _ in loader]))
 
 
+
+def test_data_moved_to_a_device_stays_there_and_batches_are_made_there(fake_data_dir):
+    """A GPU run moves the splits once and gets batches, and the indices that cut them, on the
+    device: no host copy per step. The meta device stands in for a GPU here."""
+    d = MNISTData("mnist", str(fake_data_dir), val_size=200, verify_md5=False).setup()
+    order = [i.tolist() for i in d.loader("train", 64, shuffle=True, seed=3).sampler]
+    assert d.to_device("meta") is d
+    moved = d.train.x
+    assert {s.x.device.type for s in (d.train, d.val, d.test)} == {"meta"} and d.test.y.is_meta
+    d.to_device("meta")
+    assert d.train.x is moved  # once
+    loader = d.loader("train", 64, shuffle=True, seed=3)
+    indices = list(loader.sampler)
+    assert all(i.is_meta for i in indices) and [len(i) for i in indices] == [len(i) for i in order]
+    x, y = next(iter(loader))
+    assert x.is_meta and y.is_meta and x.shape == (64, 1, 28, 28)
+
+
+@pytest.mark.parametrize("device, moved", [("cpu", False), ("meta", True)])
+def test_a_stage_moves_in_memory_data_to_its_trainers_device(fake_data_dir, device, moved):
+    from types import SimpleNamespace
+
+    from admm_pruning.training.context import StageContext
+
+    d = MNISTData("mnist", str(fake_data_dir), val_size=200, verify_md5=False).setup()
+    ctx = StageContext(data=d, trainer_kwargs={}, seed=0, experiment="x")
+    ctx.place_data(SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device))))
+    assert d.train.x.is_meta is moved and d.val.y.is_meta is moved
+
 def test_missing_data_fails_with_directory_files_and_alternative(tmp_path):
     with pytest.raises(DataError) as err:
         MNISTData("mnist", str(tmp_path), download=False).setup()

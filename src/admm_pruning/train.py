@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> float:
     from admm_pruning.data.mnist import DataError
     from admm_pruning.pipeline import run_experiment
     from admm_pruning.report.sparsity import SparsityMismatchError
-    from admm_pruning.training.modules import NonFiniteLossError
+    from admm_pruning.training.guards import NonFiniteLossError
 
     logging.getLogger("admm_pruning").setLevel(logging.INFO)
     try:

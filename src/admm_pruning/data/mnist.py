@@ -91,8 +91,10 @@ class BatchIndexSampler(Sampler):
     uninterrupted one.
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.device = torch.device(device)  # where the indices go: the data's device
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -104,12 +106,13 @@ class BatchIndexSampler(Sampler):
     def __iter__(self):
         # A generator: the order is drawn at the first next(), after Lightning's set_epoch.
         # (On resume Lightning creates the iterator before it calls set_epoch.)
+        # Drawn on the CPU, so the order is the same on every device; moved in one copy per epoch.
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.n, generator=g)
         else:
             order = torch.arange(self.n)
-        yield from order.split(self.batch_size)
+        yield from order.to(self.device).split(self.batch_size)
 
 
 class InMemoryData:
@@ -124,8 +127,20 @@ class InMemoryData:
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
         data = getattr(self.setup(), split)
-        sampler = BatchIndexSampler(len(data), batch_size, shuffle, seed)
+        sampler = BatchIndexSampler(len(data), batch_size, shuffle, seed, device=data.x.device)
         return DataLoader(_TensorBatches(data), batch_size=None, sampler=sampler)
+
+    def to_device(self, device: torch.device | str) -> InMemoryData:
+        """Every split moved to ``device`` once (a no-op where they are already): a GPU then
+        trains with no host-to-device copy per batch, each batch an index_select of resident
+        tensors with indices that come one epoch at a time."""
+        self.setup()
+        device = torch.device(device)
+        for name in ("train", "val", "test"):
+            split = getattr(self, name)
+            if split is not None and split.x.device != device:
+                setattr(self, name, Split(split.x.to(device), split.y.to(device)))
+        return self
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return -(-len(self.setup().train) // batch_size)

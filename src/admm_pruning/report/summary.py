@@ -57,7 +57,7 @@ def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageRes
         **{k: v for s in stages.values() for k, v in s.metrics.items() if k in SCORES},
         "compression": sparsity["compression"], "conv_compression": sparsity["conv_compression"],
         "sparsity": {n: types.get(n, "unstructured") for n in plan.keep},
-        "flops": flop_report(final, next(iter(ctx.data.loader("test", 1)))[0]),
+        "flops": flop_report(final, next(iter(ctx.data.loader("test", 1)))[0].cpu()),
         "target_compression": plan.target_compression, "keep": plan.keep, "profile": plan.profile,
         "connectivity": connectivity(final, masks),
         "pruning_epochs": plan.pruning_epochs, "retrain_epochs": plan.retrain_epochs,
@@ -88,7 +88,8 @@ def publish(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], 
     layers = list(prunable_layers(final))
     verify_sparsity(summary, stages["retrain"], stages["prune"].dir, layers)  # before anything is published
     summary["export_dir"] = str(Path(cfg.paths.artifacts_dir) / "exports" / stages["retrain"].dir.name)
-    summary["export"] = verify_export(final, next(iter(ctx.data.loader("test", 256)))[0], Path(summary["export_dir"]))
+    sample = next(iter(ctx.data.loader("test", 256)))[0].cpu()  # the data may live on a GPU, the model not
+    summary["export"] = verify_export(final, sample, Path(summary["export_dir"]))
     summary["storage"]["export_files"] = {"bytes": summary["export"].get("files"), "holds": EXPORT_FILES}
     out = Path(cfg.paths.results_dir) / cfg.results_subdir
     if summary["connectivity"]["disconnected"]:

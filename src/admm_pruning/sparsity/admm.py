@@ -106,23 +106,25 @@ class ADMMState(nn.Module):
         return self.schedule.rho_scale * self.rho * total
 
     @torch.no_grad()
-    def add_penalty_grad_(self, params: dict[str, tuple[torch.Tensor, torch.Tensor | None]]) -> None:
-        """Add d(penalty)/dW = c * (W - Z + U), c = 2 * rho_scale * rho, to each weight's .grad in place.
+    def add_penalty_grad_(self, params: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
+                          l2: float = 0.0) -> None:
+        """Add d(penalty)/dW = c * (W - Z + U), c = 2 * rho_scale * rho, to each weight's .grad in
+        place, and with ``l2`` the L2 term's l2 * W too, in the same pass: (c + l2) * W.
 
         Same gradient as back-propagating ``penalty`` (the Caffe code adds rho * (W - Z + U)),
         without building the penalty graph every step. ``params`` maps a layer to
         (parameter, mask or None); a masked layer's gradient stays zero where pruned.
         Z, U and rho change only at a Z/U update, so c and c * (U - Z) are computed once per update
-        (``_step_terms``) and a step costs two fused passes, c * W and the constant: 0.5 ms of a
-        LeNet-5 step on one core, against 1.3 ms for the three allocating passes of (W - Z + U) * c.
-        c is read from rho then, never per step (a GPU would sync on every read).
+        (``_step_terms``) and a step costs two fused passes, (c + l2) * W and the constant: 0.5 ms
+        of a LeNet-5 step on one core, against 1.3 ms for the three allocating passes of
+        (W - Z + U) * c. c is read from rho then, never per step (a GPU would sync on every read).
         """
         c, const = self._step_terms()
         layers = [n for n in self.layers if params[n][0].grad is not None]
         if not layers:
             return
         grads = [params[n][0].grad for n in layers]
-        torch._foreach_add_(grads, [params[n][0] for n in layers], alpha=c)
+        torch._foreach_add_(grads, [params[n][0] for n in layers], alpha=c + l2)
         torch._foreach_add_(grads, [const[n] for n in layers])
         # The parametrized form (fast.step_masks=false): zero the pruned entries, where the task
         # gradient through the mask is already zero; the same numbers as step masks, bit for bit.

@@ -128,12 +128,20 @@ class StageContext:
         if batch_size % processes:
             raise ConfigError(f"stage {stage}: batch size {batch_size} is global and must be divisible by "
                               f"the {processes} processes (trainer.devices x trainer.num_nodes)")
+        self.place_data(trainer)
         val = self.data.loader("val", self.eval_batch_size) if len(self.data.setup().val) else None
         train = self.data.loader("train", batch_size // processes, True, self.seed)
         # weights_only: a resumed checkpoint can hold tensors and plain data, never code. The W&B
         # run stays open until the stage ends (see stage_logger).
         trainer.fit(module, train_dataloaders=train, val_dataloaders=val,
                     ckpt_path=str(resume) if resume else None, weights_only=True)
+
+    def place_data(self, trainer: pl.Trainer) -> None:
+        """In-memory data (data.InMemoryData) moves to an accelerator once, before its first
+        batch: batches are then made there, with no host copy per step."""
+        device = trainer.strategy.root_device
+        if device.type != "cpu" and hasattr(self.data, "to_device"):
+            self.data.to_device(device)
 
     def scores(self, model: nn.Module, split: str = "test") -> dict[str, float]:
         """Top-1 (``acc``) and, with >= 5 classes, top-5 (``acc_top5``) accuracy of ``model`` on a
@@ -143,6 +151,7 @@ class StageContext:
         trainer = pl.Trainer(**{**self._trainer_kwargs(), "enable_progress_bar": False,
                                 "use_distributed_sampler": False},
                              logger=False, enable_checkpointing=False)
+        self.place_data(trainer)
         loader = rank_sharded(self.data.loader(split, self.eval_batch_size))
         out = trainer.test(module, dataloaders=loader, verbose=False)[0]
         return {k.removeprefix("test/"): float(v) for k, v in out.items() if k.startswith("test/")}

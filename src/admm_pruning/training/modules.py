@@ -24,15 +24,12 @@ from admm_pruning.training.fast import (
     match_state_layout,
     set_memory_format,
 )
+from admm_pruning.training.guards import LossWatch
 
 log = logging.getLogger("admm_pruning")
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or inf: stop instead of pruning garbage."""
 
 
 class ClassifierModule(pl.LightningModule):
@@ -71,6 +68,7 @@ class ClassifierModule(pl.LightningModule):
             self.test_acc5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
         self.fast = FastPath(False, False, False)  # StageContext.fit sets the run's
         self.step_masks: StepMasks | None = None
+        self.loss_watch = LossWatch(stage)
 
     def setup(self, stage: str) -> None:
         # For the fit only: everything outside it (masks, export, hashing) sees parametrized NCHW weights.
@@ -91,6 +89,10 @@ class ClassifierModule(pl.LightningModule):
     def on_train_start(self) -> None:
         for opt in self.trainer.optimizers:  # a resumed checkpoint may hold the other layout
             match_state_layout(opt)
+        self.loss_watch = LossWatch(self.stage, start=self.global_step)
+
+    def on_train_epoch_end(self) -> None:
+        self.loss_watch.check()  # before the epoch's checkpoint is written
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return build_optimizer(self.optimizer_factory, self.model.parameters(), self.fast.fused_optimizer)
@@ -109,12 +111,18 @@ class ClassifierModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.cross_entropy(self.model(x), y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"stage {self.stage}: loss is {loss.item()} at step {self.global_step} "
-                "(learning rate too high?); stopping before anything is pruned or saved")
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
+        self.loss_watch.update(loss)
+        if self.logs_this_step():
+            self.loss_watch.check()
+            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
         return loss
+
+    def logs_this_step(self) -> bool:
+        """Whether Lightning hands this step's values to a logger: every ``log_every_n_steps``
+        optimizer steps. ``self.log`` on the other steps is thrown away and costs about 0.5 ms
+        of Python per call (benchmarks/throughput.py), 5% of a LeNet-5 step on 2 cores."""
+        every = self.trainer.log_every_n_steps
+        return bool(every) and self.logger is not None and (self.global_step + 1) % every == 0
 
     @torch.no_grad()
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -129,10 +137,16 @@ class ClassifierModule(pl.LightningModule):
             self.step_masks.mask_grads_()
 
     def add_regularizer_grads_(self) -> None:
-        if self.l2:
-            for w, mask in self.weight_params().values():
-                if w.grad is not None:
-                    w.grad.add_(w if mask is None else w * mask, alpha=self.l2)
+        self.add_l2_grads_(self.layer_names)
+
+    def add_l2_grads_(self, layers: list[str]) -> None:
+        """l2 * W added to the gradients of ``layers``, in one fused pass where none is masked."""
+        params = self.weight_params()
+        pairs = [params[n] for n in layers if params[n][0].grad is not None]
+        if not self.l2 or not pairs:
+            return
+        torch._foreach_add_([w.grad for w, _ in pairs], [w if m is None else w * m for w, m in pairs],
+                            alpha=self.l2)
 
     def _score(self, split: str, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = batch
@@ -206,8 +220,9 @@ class ADMMModule(ClassifierModule):
 
     @torch.no_grad()
     def add_regularizer_grads_(self) -> None:
-        super().add_regularizer_grads_()
-        self.admm.add_penalty_grad_(self.weight_params())
+        """L2 and the ADMM penalty; the penalised layers get both in one pass (add_penalty_grad_)."""
+        self.add_l2_grads_([n for n in self.layer_names if n not in self.admm.layers])
+        self.admm.add_penalty_grad_(self.weight_params(), l2=self.l2)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """The Z/U update, once per ``steps_per_iteration`` optimizer steps (with gradient
@@ -216,6 +231,7 @@ class ADMMModule(ClassifierModule):
         if step == 0 or step % self.steps_per_iteration or step == self._updated_at:
             return
         self._updated_at = step
+        self.loss_watch.check()  # never project a non-finite model
         rho = self.admm.rho.item()
         res = self.admm.update(self.layer_weights())
         broadcast_(self.admm.buffers())
