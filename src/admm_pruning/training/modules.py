@@ -137,11 +137,10 @@ class ClassifierModule(pl.LightningModule):
             self.step_masks.mask_grads_()
 
     def add_regularizer_grads_(self) -> None:
-        self.add_l2_grads_(self.layer_names)
+        self.add_l2_grads_(self.weight_params(), self.layer_names)
 
-    def add_l2_grads_(self, layers: list[str]) -> None:
+    def add_l2_grads_(self, params: dict[str, tuple[nn.Parameter, torch.Tensor | None]], layers: list[str]) -> None:
         """l2 * W added to the gradients of ``layers``, in one fused pass where none is masked."""
-        params = self.weight_params()
         pairs = [params[n] for n in layers if params[n][0].grad is not None]
         if not self.l2 or not pairs:
             return
@@ -221,8 +220,9 @@ class ADMMModule(ClassifierModule):
     @torch.no_grad()
     def add_regularizer_grads_(self) -> None:
         """L2 and the ADMM penalty; the penalised layers get both in one pass (add_penalty_grad_)."""
-        self.add_l2_grads_([n for n in self.layer_names if n not in self.admm.layers])
-        self.admm.add_penalty_grad_(self.weight_params(), l2=self.l2)
+        params = self.weight_params()  # once a step: both terms read it
+        self.add_l2_grads_(params, [n for n in self.layer_names if n not in self.admm.layers])
+        self.admm.add_penalty_grad_(params, l2=self.l2)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """The Z/U update, once per ``steps_per_iteration`` optimizer steps (with gradient
