@@ -89,21 +89,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_models(models: dict[str, nn.Module], x: torch.Tensor, rounds: int, warmup: int,
+def time_models(models: dict[str, nn.Module], inputs: dict[str, torch.Tensor], rounds: int, warmup: int,
                 block_seconds: float) -> dict[str, float]:
-    """Median seconds per forward pass of each model on ``x``, over interleaved rounds.
+    """Median seconds per forward pass of each model on its input (one batch, each model's layout),
+    over interleaved rounds.
 
     Each round times a block of calls per model; the block length is set from the first model's
     warm-up speed so that one block lasts about ``block_seconds``.
     """
-    device = x.device
+    device = next(iter(inputs.values())).device
     with torch.inference_mode():
-        for m in models.values():
+        for k, m in models.items():
             for _ in range(warmup):
-                m(x)
+                m(inputs[k])
         _sync(device)
         start = time.perf_counter()
-        first = next(iter(models.values()))
+        first, x = next(iter(models.values())), next(iter(inputs.values()))
         for _ in range(3):
             first(x)
         _sync(device)
@@ -111,6 +112,7 @@ def time_models(models: dict[str, nn.Module], x: torch.Tensor, rounds: int, warm
         times: dict[str, list[float]] = {k: [] for k in models}
         for _ in range(rounds):
             for k, m in models.items():
+                x = inputs[k]
                 _sync(device)
                 start = time.perf_counter()
                 for _ in range(calls):
@@ -121,8 +123,10 @@ def time_models(models: dict[str, nn.Module], x: torch.Tensor, rounds: int, warm
 
 
 def measure(run: Run, example: torch.Tensor, batches: list[int], devices: list[str], rounds: int,
-            warmup: int, block_seconds: float) -> dict[str, Any]:
-    """FLOPs and the dense / masked / shrunk timings of one run."""
+            warmup: int, block_seconds: float, channels_last: bool = True) -> dict[str, Any]:
+    """FLOPs and the dense / masked / shrunk timings of one run. With ``channels_last`` every model
+    and input is in that layout (the suite's training layout: PyTorch's NCHW max-pool on CPU is
+    several times slower), and the dense model is timed in NCHW too, as ``dense_nchw``."""
     dense, masked = run.model(), run.model(masked=True)
     small = shrink(dense, example)
     shrunk = small.module()
@@ -141,12 +145,16 @@ def measure(run: Run, example: torch.Tensor, batches: list[int], devices: list[s
         if not (torch.equal(masked(probe), ref)
                 and all(torch.allclose(m(probe), ref, atol=1e-4, rtol=1e-4) for _, m in candidates)):
             raise RuntimeError(f"{run.label}: a masked or shrunk model does not match the dense one")
+    fmt = torch.channels_last if channels_last and example.dim() == 4 else torch.contiguous_format
+    if fmt is torch.channels_last:
+        candidates.append(("dense_nchw", run.model()))
     timings = []
     for device in devices:
-        models = {k: m.to(device) for k, m in candidates}
+        models = {k: m.to(device) if k == "dense_nchw" else m.to(device, memory_format=fmt) for k, m in candidates}
         for batch in batches:
             x = torch.randn(batch, *example.shape[1:], generator=torch.Generator().manual_seed(2)).to(device)
-            secs = time_models(models, x, rounds, warmup, block_seconds)
+            inputs = {k: x if k == "dense_nchw" else x.contiguous(memory_format=fmt) for k in models}
+            secs = time_models(models, inputs, rounds, warmup, block_seconds)
             timings.append({"device": device, "batch": batch, "seconds": secs,
                             "speedup": {k: secs["dense"] / v for k, v in secs.items()}})
             print(f"{run.label} {device} batch {batch}: " + "  ".join(
@@ -189,7 +197,9 @@ def report(runs: list[tuple[Run, dict[str, Any]]], meta: dict[str, Any]) -> str:
         "column gives shrunk vs dense GEMM: the speedup that pruning alone buys. *sparse*: the "
         "unstructured path (`export.sparse`): every conv and linear layer with at most "
         f"{MAX_DENSITY:.0%} nonzero weights multiplies by a CSR weight (convs through im2col), on the "
-        "plain model; *shrunk+sparse*: the same on the shrunk model.",
+        "plain model; *shrunk+sparse*: the same on the shrunk model. Layout: "
+        f"{meta['layout']} for every model and input; *dense NCHW* times the dense model in "
+        "PyTorch's default layout as well (speedups are against *dense*).",
         "",
         "## Computation",
         "",
@@ -210,10 +220,10 @@ def report(runs: list[tuple[Run, dict[str, Any]]], meta: dict[str, Any]) -> str:
             f"{_fmt_flops(f['remaining'])} | {f['theoretical_speedup']:.2f}x | {_fmt_flops(f['shrunk'])} "
             f"({f['shrunk_speedup']:.2f}x fewer) | {layers} |")
     lines += ["", f"FLOPs: {FLOPS_DEFINITION}", "", "## Measured inference time", "",
-              "| run | device | batch | dense ms | dense GEMM ms | masked ms | shrunk ms | sparse ms | "
+              "| run | device | batch | dense ms | dense NCHW ms | dense GEMM ms | masked ms | shrunk ms | sparse ms | "
               "shrunk+sparse ms | masked speedup | shrunk speedup | sparse speedup | shrunk+sparse speedup | "
               "theoretical | shrunk vs dense GEMM |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run, m in runs:
         for t in m["timings"]:
             sec, sp = t["seconds"], t["speedup"]
@@ -221,7 +231,8 @@ def report(runs: list[tuple[Run, dict[str, Any]]], meta: dict[str, Any]) -> str:
             gemm_ms, vs_gemm = (f"{1e3 * gemm:.3f}", f"{gemm / sec['shrunk']:.2f}x") if gemm else ("-", "-")
             ms = " | ".join(f"{1e3 * sec[k]:.3f}" for k in ("masked", "shrunk", "sparse", "shrunk_sparse"))
             ups = " | ".join(f"{sp[k]:.2f}x" for k in ("masked", "shrunk", "sparse", "shrunk_sparse"))
-            lines.append(f"| {run.label} | {t['device']} | {t['batch']} | {1e3 * sec['dense']:.3f} | {gemm_ms} | "
+            nchw = f"{1e3 * sec['dense_nchw']:.3f}" if "dense_nchw" in sec else "-"
+            lines.append(f"| {run.label} | {t['device']} | {t['batch']} | {1e3 * sec['dense']:.3f} | {nchw} | {gemm_ms} | "
                          f"{ms} | {ups} | {m['flops']['theoretical_speedup']:.2f}x | {vs_gemm} |")
     run, m = runs[0]
     cpu = [t for t in m["timings"] if t["device"] == "cpu"]
@@ -261,6 +272,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--block-seconds", type=float, default=0.05)
     ap.add_argument("--input-shape", type=int, nargs="+", default=[1, 28, 28], help="one input, without batch")
+    ap.add_argument("--layout", choices=["channels_last", "nchw"], default="channels_last",
+                    help="memory layout of every model and input (channels_last: the suite's training layout)")
     ap.add_argument("--out", default="results/speedup.md")
     args = ap.parse_args(argv)
 
@@ -270,9 +283,10 @@ def main(argv: list[str] | None = None) -> str:
     for path in [args.run, *args.compare]:
         run = load_run(Path(path))
         runs.append((run, measure(run, example, args.batches, devices, args.rounds, args.warmup,
-                                  args.block_seconds)))
+                                  args.block_seconds, channels_last=args.layout == "channels_last")))
     meta = {"command": shlex.join(["python", "benchmarks/speedup.py", *(argv if argv is not None else sys.argv[1:])]),
-            "provenance": provenance(devices[-1]), "rounds": args.rounds, "warmup": args.warmup}
+            "provenance": provenance(devices[-1]), "rounds": args.rounds, "warmup": args.warmup,
+            "layout": "channels-last" if args.layout == "channels_last" else "NCHW"}
     text = report(runs, meta)
     out = _path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

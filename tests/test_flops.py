@@ -86,7 +86,9 @@ def test_speedup_report_for_a_stage_folder(tmp_path, conv2, shrunk_layers):
     r = flop_report(model, X)
     assert f"{r['theoretical_speedup']:.2f}x" in text and shrunk_layers in text
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| retrain-abc | cpu |")]
-    gemm = [(row[4], row[-1]) for row in rows]  # dense GEMM ms, shrunk vs dense GEMM
+    gemm = [(row[5], row[-1]) for row in rows]  # dense GEMM ms, shrunk vs dense GEMM
+    assert all(row[4] != "-" for row in rows)  # dense in NCHW, beside dense in channels-last
+    assert "Layout: channels-last for every model and input" in text
     if conv2 == "shape":
         assert all(ms != "-" and ratio.endswith("x |") for ms, ratio in gemm)
     else:

@@ -46,6 +46,26 @@ def test_conv_relu_applies_relu_after_both_convs():
     assert not torch.allclose(plain(x), relu(x))
 
 
+def test_conv_relu_matches_the_tf_order_relu_then_pool_in_values_and_gradients():
+    torch.manual_seed(0)
+    model = LeNet5(dropout=0.0, conv_relu=True, init="tf")
+    x = torch.randn(16, 1, 28, 28)
+
+    def tf_order(net: LeNet5) -> torch.Tensor:
+        h = torch.max_pool2d(torch.relu(net.conv1(x)), 2)
+        h = torch.max_pool2d(torch.relu(net.conv2(h)), 2)
+        return net.fc2(torch.relu(net.fc1(h.flatten(1))))
+
+    grads = []
+    for forward in (model, tf_order):
+        model.zero_grad()
+        out = model(x) if forward is model else forward(model)
+        out.square().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1], strict=True))
+
+
 def test_conv_relu_keeps_layer_names_and_weight_counts():
     a, b = LeNet5(), LeNet5(conv_relu=True, init="tf")
     assert list(prunable_layers(a)) == list(prunable_layers(b)) == ["conv1", "conv2", "fc1", "fc2"]

@@ -93,8 +93,11 @@ class LeNet5(nn.Module):
         init_layers([self.conv1, self.conv2, self.fc1, self.fc2], init)
 
     def _conv(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        x = conv(x)
-        return torch.max_pool2d(torch.relu(x) if self.conv_relu else x, 2)
+        # relu(max_pool(x)) == max_pool(relu(x)) exactly, values and gradients (ReLU is monotone,
+        # and where the window's max is <= 0 both give 0): the TF code's conv -> ReLU -> pool,
+        # with the ReLU on the pooled map, a quarter of the elements.
+        x = torch.max_pool2d(conv(x), 2)
+        return torch.relu(x) if self.conv_relu else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._conv(self.conv1, x)
