@@ -232,8 +232,8 @@ def report(runs: list[tuple[Run, dict[str, Any]]], meta: dict[str, Any]) -> str:
             ms = " | ".join(f"{1e3 * sec[k]:.3f}" for k in ("masked", "shrunk", "sparse", "shrunk_sparse"))
             ups = " | ".join(f"{sp[k]:.2f}x" for k in ("masked", "shrunk", "sparse", "shrunk_sparse"))
             nchw = f"{1e3 * sec['dense_nchw']:.3f}" if "dense_nchw" in sec else "-"
-            lines.append(f"| {run.label} | {t['device']} | {t['batch']} | {1e3 * sec['dense']:.3f} | {nchw} | {gemm_ms} | "
-                         f"{ms} | {ups} | {m['flops']['theoretical_speedup']:.2f}x | {vs_gemm} |")
+            lines.append(f"| {run.label} | {t['device']} | {t['batch']} | {1e3 * sec['dense']:.3f} | {nchw} | "
+                         f"{gemm_ms} | {ms} | {ups} | {m['flops']['theoretical_speedup']:.2f}x | {vs_gemm} |")
     run, m = runs[0]
     cpu = [t for t in m["timings"] if t["device"] == "cpu"]
     best = max(cpu, key=lambda t: t["batch"]) if cpu else None
