@@ -29,7 +29,13 @@ from admm_pruning.report.provenance import describe, provenance
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import apply_masks, magnitude_masks
 from admm_pruning.training.context import EVAL_BATCH, StageContext
-from admm_pruning.training.fast import FastPath, build_optimizer, has_convolutions, set_memory_format
+from admm_pruning.training.fast import (
+    FastPath,
+    build_optimizer,
+    has_convolutions,
+    set_memory_format,
+    skip_gpu_probe_without_gpu,
+)
 from admm_pruning.training.modules import ADMMModule, ClassifierModule
 
 MODELS = {"lenet5": (LeNet5, {"conv1": 0.2, "conv2": 0.08, "fc1": 0.009, "fc2": 0.07}),
@@ -133,6 +139,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                      pixel_scale="unit").setup()
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     data.to_device(device)  # on a GPU both loops index batches out of resident tensors
+    skip_gpu_probe_without_gpu()  # as a fit does: a plain script would not have Lightning's NVML probe
     net, keep = MODELS[args.model]
     loops = variants(net, keep)
     run: dict[str, list[float]] = {k: [] for k in loops}
@@ -184,7 +191,8 @@ channels-last convolutions and fused Adam); `suite` the suite's Lightning stage 
 `suite_slow` with every `fast` choice off (the code before them). `dense`, `admm` and `masked` are suite
 loops with L2 5e-5: dense training, ADMM (one Z/U update per epoch) and retraining under masks
 (applied once per optimizer step); `masked_parametrized` multiplies each weight by its mask in every
-forward pass instead (`fast.step_masks=false`)."""
+forward pass instead (`fast.step_masks=false`). Every loop runs without the NVML probe that Lightning's
+import adds to each Adam step on a machine without a GPU (training/fast.py), as a plain script would."""
 
 
 def main() -> None:

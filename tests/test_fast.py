@@ -3,6 +3,7 @@ change the kernels, never the math, and leave no trace outside the fit."""
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +15,13 @@ from admm_pruning.data.mnist import MNISTData
 from admm_pruning.models.lenet import LeNet5
 from admm_pruning.sparsity.masks import apply_masks, current_masks, magnitude_masks
 from admm_pruning.training.context import StageContext
-from admm_pruning.training.fast import FastPath, build_optimizer, match_state_layout, set_memory_format
+from admm_pruning.training.fast import (
+    NVML_CHECK,
+    FastPath,
+    build_optimizer,
+    match_state_layout,
+    set_memory_format,
+)
 from admm_pruning.training.modules import ClassifierModule
 from conftest import compose_cfg
 
@@ -131,6 +138,20 @@ def test_a_fit_trains_in_channels_last_with_step_masks_and_hands_back_the_masked
     assert all(torch.equal(masks[n], m) for n, m in current_masks(model).items()) and len(current_masks(model)) == 4
     assert all(not (getattr(model, n).weight[~m]).any() for n, m in masks.items())
     assert module.trainer.optimizers[0].defaults["fused"] is True
+
+
+@pytest.mark.skipif(torch.cuda.device_count() > 0, reason="the probe stays where a GPU exists")
+def test_a_fit_without_a_gpu_drops_the_per_step_nvml_probe(fake_data_dir, tmp_path, monkeypatch):
+    """Lightning sets the variable on import; with it, every Adam step of a CUDA build loads NVML."""
+    monkeypatch.setenv(NVML_CHECK, "1")
+    calls = []
+    probe = torch.cuda.device_count
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: calls.append(1) or probe())
+    module = ClassifierModule(lenet(masked=False), partial(torch.optim.Adam, lr=1e-3))
+    _fit(module, _data(fake_data_dir), FastPath(), tmp_path)
+    assert NVML_CHECK not in os.environ
+    steps = module.trainer.global_step
+    assert steps > 2 and len(calls) < steps  # at most a few probes in the fit, not one per step
 
 
 @pytest.mark.parametrize("admm", [False, True])

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from admm_pruning.config import ConfigError
 from admm_pruning.training.distributed import rank_sharded
-from admm_pruning.training.fast import FastPath
+from admm_pruning.training.fast import FastPath, skip_gpu_probe_without_gpu
 from admm_pruning.training.loggers import LoggerFactory, RunIdentity, close_logger
 from admm_pruning.training.modules import ClassifierModule
 
@@ -123,6 +123,7 @@ class StageContext:
             batch_size: int, **limits: Any) -> None:
         pl.seed_everything(self.seed, workers=True, verbose=False)
         module.fast = self.fast
+        skip_gpu_probe_without_gpu()
         trainer = self.trainer(stage, stage_dir, **limits)
         processes = trainer.num_nodes * trainer.num_devices
         if batch_size % processes:
