@@ -118,6 +118,45 @@ def time_models(models: dict[str, nn.Module], inputs: dict[str, torch.Tensor], r
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def dense_gemm_model(run: Run, example: torch.Tensor) -> nn.Module:
+    """The unpruned network (every filter, channel and kernel column; fresh weights, as time does
+    not depend on values) with every conv run as ColumnConv2d's gather + GEMM, checked against
+    the same network's own convolutions."""
+    torch.manual_seed(0)
+    unpruned = instantiate(run.net).eval()
+    gemm = shrink(unpruned, example, min_column_saving=0.0).module()
+    probe = torch.randn(8, *example.shape[1:], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        if not torch.allclose(gemm(probe), unpruned(probe), atol=1e-4, rtol=1e-4):
+            raise RuntimeError(f"{run.label}: the dense GEMM model does not match the dense network")
+    return gemm
+
+
+# aten ops by what they do; the rest (copies, gathers, reshapes, bias adds) is "other"
+OP_KINDS = {"conv / GEMM": ("conv", "addmm", "mm", "bmm", "matmul", "sparse", "linear"),
+            "pooling": ("pool",), "ReLU": ("relu", "clamp_min")}
+
+
+def time_by_op(model: nn.Module, x: torch.Tensor, calls: int = 20) -> dict[str, float]:
+    """Seconds per forward pass spent in each kind of op (OP_KINDS; self CPU time from
+    torch.profiler), to show where a model's time goes besides the FLOPs the papers count."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(calls):
+                model(x)
+    kinds = dict.fromkeys([*OP_KINDS, "other"], 0.0)
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::"):
+            continue
+        kind = next((k for k, names in OP_KINDS.items() if any(n in event.key for n in names)), "other")
+        kinds[kind] += event.self_cpu_time_total / 1e6 / calls
+    return kinds
+
+
 def measure(run: Run, example: torch.Tensor, batches: list[int], devices: list[str], rounds: int,
             warmup: int, block_seconds: float, channels_last: bool = True) -> dict[str, Any]:
     """FLOPs and the dense / masked / shrunk timings of one run. With ``channels_last`` every model
@@ -131,16 +170,16 @@ def measure(run: Run, example: torch.Tensor, batches: list[int], devices: list[s
     sparsify(shrunk_sparse)
     candidates = [("dense", dense), ("masked", masked), ("shrunk", shrunk), ("sparse", sparse),
                   ("shrunk_sparse", shrunk_sparse)]
-    if any(isinstance(m, ColumnConv2d) for m in shrunk.modules()):
-        # shape-wise layers run as gather + GEMM: time the dense network on those kernels too, so
-        # the speedup from pruning is told apart from the speedup of the kernel itself
-        candidates.insert(1, ("dense_gemm", shrink(run.model(), example, min_column_saving=0.0).module()))
     probe = torch.randn(8, *example.shape[1:], generator=torch.Generator().manual_seed(1))
     with torch.no_grad():  # all compute the same function, else the timings mean nothing
         ref = dense(probe)
         if not (torch.equal(masked(probe), ref)
                 and all(torch.allclose(m(probe), ref, atol=1e-4, rtol=1e-4) for _, m in candidates)):
             raise RuntimeError(f"{run.label}: a masked or shrunk model does not match the dense one")
+    if any(isinstance(m, ColumnConv2d) for m in shrunk.modules()):
+        # shape-wise layers run as gather + GEMM: time the dense network on those kernels too, so
+        # the speedup from pruning is told apart from the speedup of the kernel itself
+        candidates.insert(1, ("dense_gemm", dense_gemm_model(run, example)))
     fmt = torch.channels_last if channels_last and example.dim() == 4 else torch.contiguous_format
     if fmt is torch.channels_last:
         candidates.append(("dense_nchw", run.model()))
@@ -155,7 +194,11 @@ def measure(run: Run, example: torch.Tensor, batches: list[int], devices: list[s
                             "speedup": {k: secs["dense"] / v for k, v in secs.items()}})
             print(f"{run.label} {device} batch {batch}: " + "  ".join(
                 f"{k} {1e3 * v:.3f} ms ({secs['dense'] / v:.2f}x)" for k, v in secs.items()), flush=True)
-    return {"flops": flop_report(run.model(), example), "shrunk_layers": small.kept, "timings": timings}
+    models = {k: m.cpu() for k, m in candidates if k in ("dense", "shrunk")}
+    x = torch.randn(max(batches), *example.shape[1:], generator=torch.Generator().manual_seed(2))
+    by_op = {"batch": max(batches), **{k: time_by_op(m, x.contiguous(memory_format=fmt)) for k, m in models.items()}}
+    return {"flops": flop_report(run.model(), example), "shrunk_layers": small.kept, "timings": timings,
+            "by_op": by_op}
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -89,7 +89,13 @@ def test_speedup_report_for_a_stage_folder(tmp_path, conv2, shrunk_layers):
     gemm = [(row[5], row[-1]) for row in rows]  # dense GEMM ms, shrunk vs dense GEMM
     assert all(row[4] != "-" for row in rows)  # dense in NCHW, beside dense in channels-last
     assert "Layout: channels-last for every model and input" in text
+    by_op = [line for line in text.splitlines() if line.startswith("| retrain-abc | 4 |")]
+    assert [row.split(" | ")[2] for row in by_op] == ["dense", "shrunk"]  # time per op kind, both models
+    assert all(float(row.split(" | ")[3]) > 0 for row in by_op)  # conv / GEMM ms
     if conv2 == "shape":
         assert all(ms != "-" and ratio.endswith("x |") for ms, ratio in gemm)
+        # "dense GEMM" is the unpruned network (all 20 + 50 filters, every kernel column) on GEMM convs
+        net = speedup.dense_gemm_model(speedup.load_run(stage), X)
+        assert (net.conv1.weight.shape, net.conv2.weight.shape) == ((20, 25), (50, 500))
     else:
         assert gemm == [("-", "- |")] * 2

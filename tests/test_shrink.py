@@ -192,7 +192,11 @@ def test_column_conv_computes_the_masked_conv(kernel, stride, padding, dilation,
     for h, w in (size, (size[0] + 3, size[1] + 1)):  # the gather index is cached per input size
         x = torch.randn(3, 4, h, w, generator=g)
         with torch.no_grad():
-            assert torch.allclose(col(x), conv(x), atol=1e-5)
+            out = col(x)
+            assert torch.allclose(out, conv(x), atol=1e-5)
+            # written in channels-last order, the layout the next pooling runs fastest in
+            assert out.is_contiguous(memory_format=torch.channels_last)
+            assert torch.allclose(col(x.contiguous(memory_format=torch.channels_last)), out)
 
 
 def test_a_shape_pruned_conv_runs_on_its_used_columns_only(tmp_path):

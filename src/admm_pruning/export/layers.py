@@ -54,20 +54,25 @@ class ColumnConv2d(nn.Module):
             c, rest = self.columns.cpu() // (kh * kw), self.columns.cpu() % (kh * kw)
             row = (rest // kw * dh)[:, None, None] + (torch.arange(ho) * sh)[None, :, None]
             col = (rest % kw * dw)[:, None, None] + (torch.arange(wo) * sw)[None, None, :]
-            index = (c[:, None, None] * hp * wp + row * wp + col).reshape(-1)
+            # position-major (ho, wo, column): each output position's patch is one contiguous row
+            index = (c[:, None, None] * hp * wp + row * wp + col).permute(1, 2, 0).reshape(-1)
             self._gather[key] = (index.to(device), ho, wo)
         return self._gather[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One GEMM, (n*ho*wo, kept columns) x (kept columns, out), whose result is already the
+        output in channels-last order: returned as an NCHW-shaped view with NHWC strides, the
+        layout the next pooling and conv run fastest in (training/fast.py)."""
         n, _, h, w = x.shape
         index, ho, wo = self._index(h, w, x.device)
         if any(self.padding):
             x = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
-        patches = x.reshape(n, -1).index_select(1, index).view(n, len(self.columns), ho * wo)
-        out = torch.matmul(self.weight, patches)
-        if self.bias is not None:
-            out = out + self.bias[:, None]
-        return out.view(n, self.out_channels, ho, wo)
+        patches = x.reshape(n, -1).index_select(1, index).view(n * ho * wo, len(self.columns))
+        if self.bias is None:
+            out = patches @ self.weight.t()
+        else:
+            out = torch.addmm(self.bias, patches, self.weight.t())
+        return out.view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
 
 
 LAYER_TYPES: dict[str, type[nn.Module]] = {

@@ -111,6 +111,25 @@ def _timings(runs: Measured) -> list[str]:
     return lines
 
 
+def _by_op(runs: Measured) -> list[str]:
+    """Where the time goes, dense vs shrunk: the FLOPs count only conv and linear layers."""
+    kinds = list(next(iter(runs))[1]["by_op"]["dense"])
+    lines = ["## Where the time goes (CPU, self time per op kind, torch.profiler)", "",
+             f"| run | batch | model | {' | '.join(f'{k} ms' for k in kinds)} | total ms | conv / GEMM share |",
+             f"|---|---:|---|{'---:|' * (len(kinds) + 2)}"]
+    for run, m in runs:
+        b = m["by_op"]
+        for model in ("dense", "shrunk"):
+            t = b[model]
+            total = sum(t.values())
+            lines.append(f"| {run.label} | {b['batch']} | {model} | "
+                         + " | ".join(f"{1e3 * t[k]:.3f}" for k in kinds)
+                         + f" | {1e3 * total:.3f} | {t[kinds[0]] / total:.0%} |")
+    return [*lines, "", "Profiled separately from the timings above (the profiler adds a little per op). "
+            "Pooling, ReLU and copies cost time that no FLOP count includes, and they shrink only with the "
+            "channels a pruning removes."]
+
+
 def _beside_paper(run: TimedRun, m: dict[str, Any]) -> list[str]:
     cpu = [t for t in m["timings"] if t["device"] == "cpu"]
     best = max(cpu, key=lambda t: t["batch"]) if cpu else None
@@ -140,5 +159,5 @@ def _beside_paper(run: TimedRun, m: dict[str, Any]) -> list[str]:
 
 def report(runs: Measured, meta: dict[str, Any]) -> str:
     """The whole report; ``meta``: command, provenance, rounds, warmup, layout."""
-    sections = [_header(meta), _computation(runs), _timings(runs), _beside_paper(*runs[0])]
+    sections = [_header(meta), _computation(runs), _timings(runs), _by_op(runs), _beside_paper(*runs[0])]
     return "\n\n".join("\n".join(s) for s in sections) + "\n"
