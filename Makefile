@@ -64,6 +64,9 @@ reproduce-lenet5-progressive: $(STAMP) ## Progressive ADMM LeNet-5 at 167x, the 
 reproduce-lenet5-progressive-dropout-rule: $(STAMP) ## The same recipe with Han's dropout rule in every retraining (a variant, about 2 h on 2 CPU cores)
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x_dropout_rule data=$(DATA) $(ARGS)
 
+reproduce-lenet5-progressive-six-rounds: $(STAMP) ## The dropout-rule variant with a sixth round (81 -> 116 -> 167x); reuses its first four rounds (about 30 min after it)
+	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x_six_rounds data=$(DATA) $(ARGS)
+
 reproduce-lenet5-progressive-short: $(STAMP) ## Progressive ADMM LeNet-5 at 167x on the shortened recipe of the progressive study (142 epochs instead of 418)
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x_short data=$(DATA) $(ARGS)
 
@@ -184,4 +187,4 @@ readme: $(STAMP) ## Regenerate README's results section from results/
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: bench-packed reproduce-lenet5-progressive-dropout-rule compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
+.PHONY: bench-packed reproduce-lenet5-progressive-dropout-rule reproduce-lenet5-progressive-six-rounds compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
