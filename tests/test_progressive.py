@@ -15,6 +15,8 @@ def test_round_targets_step_chain_shares_prefixes():
     assert round_targets(167.0, 3.0) == [3.0, 9.0, 27.0, 81.0, 167.0]
     assert round_targets(4.0, 3.0) == [4.0]  # 3 > 4 / sqrt(3): no sliver round before 4x
     assert round_targets(48.0, 3.0, [4, 16, 48]) == [4.0, 16.0, 48.0]
+    # a list ending at the nominal target takes the final compression the kept counts give
+    assert round_targets(166.9906, 3.0, [3, 9, 27, 81, 116, 167]) == [3.0, 9.0, 27.0, 81.0, 116.0, 166.9906]
 
 
 def test_round_targets_with_a_round_count_are_geometric_and_end_at_the_target():
@@ -32,7 +34,7 @@ def test_round_targets_refuse_a_bad_round_count(rounds, targets, match):
         round_targets(16.0, 3.0, targets, rounds)
 
 
-@pytest.mark.parametrize("bad", [[16, 4, 48], [4, 16, 40]])
+@pytest.mark.parametrize("bad", [[16, 4, 48], [4, 16, 40], [4, 16, 47.9]])
 def test_round_targets_refuses_bad_lists(bad):
     with pytest.raises(ValueError, match="pruner.targets"):
         round_targets(48.0, 3.0, bad)

@@ -47,7 +47,8 @@ def round_targets(final: float, step: float, targets: list[float] | None = None,
                   rounds: int | None = None) -> list[float]:
     """Overall compression per round, ending exactly at ``final``.
 
-    With ``targets`` given they are used as they are (the last must be ``final``). Otherwise the
+    With ``targets`` given they are used as they are; the last must be ``final`` to 0.1% (the
+    compression the integer kept counts give, e.g. 166.99x for 167) and is replaced by it. Otherwise the
     chain is step, step^2, ... (below final / sqrt(step), so no round is a sliver) then final:
     step 3 gives 3, 9, 27, 71 for 71x and 3, 9, 27, 81, 167 for 167x, so chains share prefixes.
     With ``rounds`` = R instead, the chain is final^(1/R), final^(2/R), ..., final: the same number
@@ -61,9 +62,11 @@ def round_targets(final: float, step: float, targets: list[float] | None = None,
         return [float(final) ** (k / rounds) for k in range(1, rounds)] + [float(final)]
     if targets:
         out = [float(t) for t in targets]
-        if any(b <= a for a, b in zip(out, out[1:], strict=False)) or not math.isclose(out[-1], final):
-            raise ConfigError(f"pruner.targets={out}: must increase and end at the final {final:g}x")
-        return out
+        if any(b <= a for a, b in zip(out, out[1:], strict=False)) or not math.isclose(out[-1], final,
+                                                                                    rel_tol=1e-3):
+            raise ConfigError(f"pruner.targets={out}: must increase and end at the final compression, "
+                              f"{final:.6g}x (prune.compression as the integer kept counts allow)")
+        return [*out[:-1], float(final)]
     if step <= 1:
         raise ConfigError(f"pruner.step={step}: must be > 1")
     out, c = [], step
