@@ -38,6 +38,22 @@ def test_ties_keep_exactly_k_and_the_same_magnitudes_as_torch():
     assert topk_mask(w, 4).nonzero().flatten().tolist() == [0, 3, 4, 9]
 
 
+def stable_sort_mask(w: torch.Tensor, k: int) -> torch.Tensor:
+    """The definition: the first k of a stable descending sort of the magnitudes."""
+    order = torch.argsort(w.abs().flatten(), descending=True, stable=True)
+    mask = torch.zeros(w.numel(), dtype=torch.bool)
+    mask[order[:k]] = True
+    return mask.view_as(w)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_topk_mask_is_the_stable_sort_prefix_with_many_ties(seed):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randint(-6, 7, (40, 25), generator=g).float() / 4  # 13 magnitudes over 1,000 weights
+    for k in (0, 1, 7, 77, 500, 999, 1000):
+        assert torch.equal(topk_mask(w, k), stable_sort_mask(w, k))
+
+
 def test_keep_one_is_identity():
     w = torch.randn(7, 5)
     assert torch.equal(project_topk(w, 1.0), w)
