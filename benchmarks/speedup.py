@@ -132,8 +132,10 @@ def dense_gemm_model(run: Run, example: torch.Tensor) -> nn.Module:
     return gemm
 
 
-# aten ops by what they do; the rest (copies, gathers, reshapes, bias adds) is "other"
-OP_KINDS = {"conv / GEMM": ("conv", "addmm", "mm", "bmm", "matmul", "sparse", "linear"),
+# aten ops by what they do; the rest (copies, reshapes, bias adds) is "other". A gather
+# (index_select: ColumnConv2d's im2col, a Select) counts with the GEMMs, as a dense conv's own
+# im2col is inside its kernel.
+OP_KINDS = {"conv / GEMM": ("conv", "addmm", "mm", "bmm", "matmul", "sparse", "linear", "index_select"),
             "pooling": ("pool",), "ReLU": ("relu", "clamp_min")}
 
 
@@ -158,10 +160,11 @@ def time_by_op(model: nn.Module, x: torch.Tensor, calls: int = 20) -> dict[str, 
 
 
 def measure(run: Run, example: torch.Tensor, batches: list[int], devices: list[str], rounds: int,
-            warmup: int, block_seconds: float, channels_last: bool = True) -> dict[str, Any]:
-    """FLOPs and the dense / masked / shrunk timings of one run. With ``channels_last`` every model
-    and input is in that layout (the suite's training layout: PyTorch's NCHW max-pool on CPU is
-    several times slower), and the dense model is timed in NCHW too, as ``dense_nchw``."""
+            warmup: int, block_seconds: float) -> dict[str, Any]:
+    """FLOPs and the dense / masked / shrunk timings of one run. Image models and inputs run
+    channels-last, the suite's training layout (PyTorch's NCHW max-pool on CPU is several times
+    slower; ColumnConv2d writes channels-last), and the dense model is timed in NCHW too, as
+    ``dense_nchw``."""
     dense, masked = run.model(), run.model(masked=True)
     small = shrink(dense, example)
     shrunk = small.module()
@@ -180,7 +183,7 @@ def measure(run: Run, example: torch.Tensor, batches: list[int], devices: list[s
         # shape-wise layers run as gather + GEMM: time the dense network on those kernels too, so
         # the speedup from pruning is told apart from the speedup of the kernel itself
         candidates.insert(1, ("dense_gemm", dense_gemm_model(run, example)))
-    fmt = torch.channels_last if channels_last and example.dim() == 4 else torch.contiguous_format
+    fmt = torch.channels_last if example.dim() == 4 else torch.contiguous_format
     if fmt is torch.channels_last:
         candidates.append(("dense_nchw", run.model()))
     timings = []
@@ -210,8 +213,6 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--block-seconds", type=float, default=0.05)
     ap.add_argument("--input-shape", type=int, nargs="+", default=[1, 28, 28], help="one input, without batch")
-    ap.add_argument("--layout", choices=["channels_last", "nchw"], default="channels_last",
-                    help="memory layout of every model and input (channels_last: the suite's training layout)")
     ap.add_argument("--out", default="results/speedup.md")
     args = ap.parse_args(argv)
 
@@ -221,10 +222,9 @@ def main(argv: list[str] | None = None) -> str:
     for path in [args.run, *args.compare]:
         run = load_run(Path(path))
         runs.append((run, measure(run, example, args.batches, devices, args.rounds, args.warmup,
-                                  args.block_seconds, channels_last=args.layout == "channels_last")))
+                                  args.block_seconds)))
     meta = {"command": shlex.join(["python", "benchmarks/speedup.py", *(argv if argv is not None else sys.argv[1:])]),
-            "provenance": provenance(devices[-1]), "rounds": args.rounds, "warmup": args.warmup,
-            "layout": "channels-last" if args.layout == "channels_last" else "NCHW"}
+            "provenance": provenance(devices[-1]), "rounds": args.rounds, "warmup": args.warmup}
     text = report(runs, meta)
     out = _path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

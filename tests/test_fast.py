@@ -21,6 +21,7 @@ from admm_pruning.training.fast import (
     build_optimizer,
     match_state_layout,
     set_memory_format,
+    skip_gpu_probe_without_gpu,
 )
 from admm_pruning.training.modules import ClassifierModule
 from conftest import compose_cfg
@@ -152,6 +153,15 @@ def test_a_fit_without_a_gpu_drops_the_per_step_nvml_probe(fake_data_dir, tmp_pa
     assert NVML_CHECK not in os.environ
     steps = module.trainer.global_step
     assert steps > 2 and len(calls) < steps  # at most a few probes in the fit, not one per step
+
+
+def test_the_nvml_probe_stays_where_a_gpu_exists(monkeypatch):
+    """It guards forked workers against an initialised CUDA driver: only a GPU-less machine drops it."""
+    monkeypatch.setenv(NVML_CHECK, "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert skip_gpu_probe_without_gpu() is False and os.environ[NVML_CHECK] == "1"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert skip_gpu_probe_without_gpu() is True and NVML_CHECK not in os.environ
 
 
 @pytest.mark.parametrize("admm", [False, True])

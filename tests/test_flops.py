@@ -88,7 +88,7 @@ def test_speedup_report_for_a_stage_folder(tmp_path, conv2, shrunk_layers):
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| retrain-abc | cpu |")]
     gemm = [(row[5], row[-1]) for row in rows]  # dense GEMM ms, shrunk vs dense GEMM
     assert all(row[4] != "-" for row in rows)  # dense in NCHW, beside dense in channels-last
-    assert "Layout: channels-last for every model and input" in text
+    assert "Layout: models with convolutions and their inputs run channels-last" in text
     by_op = [line for line in text.splitlines() if line.startswith("| retrain-abc | 4 |")]
     assert [row.split(" | ")[2] for row in by_op] == ["dense", "shrunk"]  # time per op kind, both models
     assert all(float(row.split(" | ")[3]) > 0 for row in by_op)  # conv / GEMM ms

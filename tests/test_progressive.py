@@ -17,6 +17,8 @@ def test_round_targets_step_chain_shares_prefixes():
     assert round_targets(48.0, 3.0, [4, 16, 48]) == [4.0, 16.0, 48.0]
     # a list ending at the nominal target takes the final compression the kept counts give
     assert round_targets(166.9906, 3.0, [3, 9, 27, 81, 116, 167]) == [3.0, 9.0, 27.0, 81.0, 116.0, 166.9906]
+    with pytest.raises(ValueError, match="must increase"):  # 166.995 would sit above the final 166.99
+        round_targets(166.9906, 3.0, [3, 9, 27, 81, 166.995, 167])
 
 
 def test_round_targets_with_a_round_count_are_geometric_and_end_at_the_target():

@@ -54,6 +54,12 @@ def test_topk_mask_is_the_stable_sort_prefix_with_many_ties(seed):
         assert torch.equal(topk_mask(w, k), stable_sort_mask(w, k))
 
 
+def test_topk_mask_keeps_exactly_k_with_nan_weights():
+    w = torch.tensor([1.0, float("nan"), 3.0, 2.0, 0.5, float("inf"), float("nan")])
+    for k in range(8):
+        assert torch.equal(topk_mask(w, k), stable_sort_mask(w, k))
+
+
 def test_keep_one_is_identity():
     w = torch.randn(7, 5)
     assert torch.equal(project_topk(w, 1.0), w)

@@ -29,6 +29,20 @@ def test_a_sparse_linear_matches_the_dense_one_on_any_leading_shape():
         assert torch.allclose(sparse(x), dense(x), atol=1e-5)
 
 
+def test_sparse_layers_move_with_the_module():
+    """.to() moves the CSR weight and the bias (plain attributes stayed behind)."""
+    torch.manual_seed(0)
+    linear, conv = nn.Linear(40, 30), nn.Conv2d(3, 8, 3, padding=(1, 1))
+    _prune_(linear, 0.1)
+    _prune_(conv, 0.1)
+    for dense, sparse, x in ((linear, SparseLinear(linear), torch.randn(5, 40)),
+                             (conv, SparseConv2d(conv), torch.randn(2, 3, 9, 9))):
+        sparse = sparse.to(torch.float64)
+        assert sparse.weight.dtype == sparse.bias.dtype == torch.float64
+        assert sparse.weight.layout == torch.sparse_csr
+        assert torch.allclose(sparse(x.double()), dense.double()(x.double()), atol=1e-10)
+
+
 @pytest.mark.parametrize("kwargs", [
     {"kernel_size": 5},
     {"kernel_size": (3, 2), "stride": 2, "padding": 1},

@@ -27,13 +27,19 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 MAX_DENSITY = 0.05
 
 
+def _register(module: nn.Module, layer: nn.Module) -> None:
+    """The CSR weight (a conv's as its (out, c*kh*kw) matrix) and the bias as buffers, so that
+    ``.to(device)`` and ``.to(dtype)`` move them with the module."""
+    module.register_buffer("weight", layer.weight.detach().flatten(1).to_sparse_csr())
+    module.register_buffer("bias", None if layer.bias is None else layer.bias.detach().clone())
+
+
 class SparseLinear(nn.Module):
     """nn.Linear with a CSR weight (only its nonzeros stored and multiplied)."""
 
     def __init__(self, layer: nn.Linear) -> None:
         super().__init__()
-        self.weight = layer.weight.detach().to_sparse_csr()
-        self.bias = None if layer.bias is None else layer.bias.detach().clone()
+        _register(self, layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
@@ -54,8 +60,7 @@ class SparseConv2d(nn.Module):
         self.out_channels = layer.out_channels
         self.kernel_size, self.stride = layer.kernel_size, layer.stride
         self.padding, self.dilation = layer.padding, layer.dilation
-        self.weight = layer.weight.detach().flatten(1).to_sparse_csr()
-        self.bias = None if layer.bias is None else layer.bias.detach().clone()
+        _register(self, layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cols, (n, ho, wo) = im2col(x, self.kernel_size, self.stride, self.padding, self.dilation)

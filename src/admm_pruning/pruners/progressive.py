@@ -61,12 +61,13 @@ def round_targets(final: float, step: float, targets: list[float] | None = None,
             raise ConfigError(f"pruner.rounds={rounds!r}: expected a whole number >= 1")
         return [float(final) ** (k / rounds) for k in range(1, rounds)] + [float(final)]
     if targets:
-        out = [float(t) for t in targets]
-        if any(b <= a for a, b in zip(out, out[1:], strict=False)) or not math.isclose(out[-1], final,
-                                                                                    rel_tol=1e-3):
-            raise ConfigError(f"pruner.targets={out}: must increase and end at the final compression, "
+        given = [float(t) for t in targets]
+        out = [*given[:-1], float(final)]
+        if any(b <= a for a, b in zip(out, out[1:], strict=False)) or not math.isclose(given[-1], final,
+                                                                                      rel_tol=1e-3):
+            raise ConfigError(f"pruner.targets={given}: must increase and end at the final compression, "
                               f"{final:.6g}x (prune.compression as the integer kept counts allow)")
-        return [*out[:-1], float(final)]
+        return out
     if step <= 1:
         raise ConfigError(f"pruner.step={step}: must be > 1")
     out, c = [], step

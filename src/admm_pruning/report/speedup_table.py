@@ -66,9 +66,10 @@ def _header(meta: dict[str, Any]) -> list[str]:
         "column gives shrunk vs dense GEMM: the speedup that pruning alone buys. *sparse*: the "
         "unstructured path (`export.sparse`): every conv and linear layer with at most "
         f"{MAX_DENSITY:.0%} nonzero weights multiplies by a CSR weight (convs through im2col), on the "
-        "plain model; *shrunk+sparse*: the same on the shrunk model. Layout: "
-        f"{meta['layout']} for every model and input; *dense NCHW* times the dense model in "
-        "PyTorch's default layout as well (speedups are against *dense*).",
+        "plain model; *shrunk+sparse*: the same on the shrunk model. Layout: models with convolutions "
+        "and their inputs run channels-last, the suite's training layout; *dense NCHW* times the "
+        "dense model in PyTorch's default layout as well (speedups are against *dense*; '-' where "
+        "the model has no convolution).",
     ]
 
 
@@ -114,7 +115,7 @@ def _timings(runs: Measured) -> list[str]:
 def _by_op(runs: Measured) -> list[str]:
     """Where the time goes, dense vs shrunk: the FLOPs count only conv and linear layers."""
     kinds = list(next(iter(runs))[1]["by_op"]["dense"])
-    lines = ["## Where the time goes (CPU, self time per op kind, torch.profiler)", "",
+    lines = ["## Where the time goes (CPU, self time per op kind, torch.profiler; gathers count as GEMM)", "",
              f"| run | batch | model | {' | '.join(f'{k} ms' for k in kinds)} | total ms | conv / GEMM share |",
              f"|---|---:|---|{'---:|' * (len(kinds) + 2)}"]
     for run, m in runs:
@@ -158,6 +159,6 @@ def _beside_paper(run: TimedRun, m: dict[str, Any]) -> list[str]:
 
 
 def report(runs: Measured, meta: dict[str, Any]) -> str:
-    """The whole report; ``meta``: command, provenance, rounds, warmup, layout."""
+    """The whole report; ``meta``: command, provenance, rounds, warmup."""
     sections = [_header(meta), _computation(runs), _timings(runs), _by_op(runs), _beside_paper(*runs[0])]
     return "\n\n".join("\n".join(s) for s in sections) + "\n"

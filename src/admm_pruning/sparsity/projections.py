@@ -39,6 +39,9 @@ def topk_mask(w: torch.Tensor, k: int) -> torch.Tensor:
     # the k-th largest magnitude by topk, not a full sort (fc1's 400k weights: about 10x faster);
     # everything above it, then the ties at it in index order: the stable descending sort's top k
     kth = torch.topk(flat, k, sorted=False).values.min()
+    if torch.isnan(kth):  # NaN ranks above everything in both sorts, and equals nothing: sort
+        order = torch.argsort(flat, descending=True, stable=True)
+        return torch.zeros_like(flat, dtype=torch.bool).index_fill_(0, order[:k], True).view_as(w)
     mask = flat > kth
     ties = torch.nonzero(flat == kth).squeeze(1)
     mask[ties[: k - int(mask.sum())]] = True
