@@ -42,11 +42,12 @@ class ColumnConv2d(nn.Module):
         self.register_buffer("columns", torch.tensor(columns, dtype=torch.long), persistent=False)
         self.weight = nn.Parameter(torch.zeros(out_channels, len(columns)))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self._gather: dict[tuple[int, int, str], tuple[torch.Tensor, int, int]] = {}
+        self._gather: dict[tuple[int, int, str, bool], tuple[torch.Tensor, int, int]] = {}
 
-    def _index(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, int, int]:
-        """Flat input positions of every kept column at every output position, cached per input size."""
-        key = (h, w, str(device))
+    def _index(self, h: int, w: int, device: torch.device, nhwc: bool) -> tuple[torch.Tensor, int, int]:
+        """Flat input positions of every kept column at every output position, in the input's
+        NCHW or NHWC order, cached per input size, device and layout."""
+        key = (h, w, str(device), nhwc)
         if key not in self._gather:
             (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
             hp, wp = h + 2 * self.padding[0], w + 2 * self.padding[1]
@@ -54,20 +55,24 @@ class ColumnConv2d(nn.Module):
             c, rest = self.columns.cpu() // (kh * kw), self.columns.cpu() % (kh * kw)
             row = (rest // kw * dh)[:, None, None] + (torch.arange(ho) * sh)[None, :, None]
             col = (rest % kw * dw)[:, None, None] + (torch.arange(wo) * sw)[None, None, :]
+            c = c[:, None, None]
+            flat = (row * wp + col) * self.in_channels + c if nhwc else c * hp * wp + row * wp + col
             # position-major (ho, wo, column): each output position's patch is one contiguous row
-            index = (c[:, None, None] * hp * wp + row * wp + col).permute(1, 2, 0).reshape(-1)
-            self._gather[key] = (index.to(device), ho, wo)
+            self._gather[key] = (flat.permute(1, 2, 0).reshape(-1).to(device), ho, wo)
         return self._gather[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One GEMM, (n*ho*wo, kept columns) x (kept columns, out), whose result is already the
         output in channels-last order: returned as an NCHW-shaped view with NHWC strides, the
-        layout the next pooling and conv run fastest in (training/fast.py)."""
+        layout the next pooling and conv run fastest in (training/fast.py). A channels-last input
+        is gathered from in place, without a copy to NCHW."""
         n, _, h, w = x.shape
-        index, ho, wo = self._index(h, w, x.device)
         if any(self.padding):
             x = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
-        patches = x.reshape(n, -1).index_select(1, index).view(n * ho * wo, len(self.columns))
+        nhwc = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        index, ho, wo = self._index(h, w, x.device, nhwc)
+        flat = x.permute(0, 2, 3, 1).reshape(n, -1) if nhwc else x.reshape(n, -1)
+        patches = flat.index_select(1, index).view(n * ho * wo, len(self.columns))
         if self.bias is None:
             out = patches @ self.weight.t()
         else:
