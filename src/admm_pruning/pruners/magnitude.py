@@ -123,8 +123,11 @@ class IterativeMagnitudePruner(Pruner):
         if not is_launch_rank_zero():
             return
         kept = sum(entry["kept"].values()) / sum(m.numel() for m in masks.values())
-        acc = entry.get("test_acc")
-        after = "retrained by the retrain stage" if acc is None else f"test acc {acc:.4f} after retraining"
+        if entry["round"] == self.rounds:
+            after = "retrained by the retrain stage"
+        else:  # validation only: test is read once, on the final model (None: no val split, or an old stage)
+            acc = entry.get("val_acc")
+            after = f"val acc {'-' if acc is None else f'{acc:.4f}'} after retraining"
         log.info("%s round %d/%d: keeps %.2f%% of the pruned layers' weights (%.2fx), %s, %.0f s elapsed",
                  self.name, entry["round"], self.rounds, 100 * kept, 1 / kept, after, elapsed)
 
@@ -135,9 +138,9 @@ class IterativeMagnitudePruner(Pruner):
         def compute(d: Path, resume: Path | None) -> dict[str, Any]:
             train(job.ctx, job.model, recipe, f"round{r}-retrain", d, resume)
             save_tensors(d / "weights.pt", {k: v.detach().cpu() for k, v in job.model.state_dict().items()})
-            return {"dropout": recipe.dropout, "test_acc": job.ctx.evaluate(job.model)}
+            return {"dropout": recipe.dropout, "val_acc": job.ctx.val_score(job.model)}
 
         done = job.cache.run(f"round{r}", {"round": r, "recipe": recipe.settings()}, compute)
         if done.cached:
             job.model.load_state_dict(load_tensors(done.dir / "weights.pt"))
-        return {k: done.metrics[k] for k in ("dropout", "test_acc")}
+        return {"dropout": done.metrics["dropout"], "val_acc": done.metrics.get("val_acc")}

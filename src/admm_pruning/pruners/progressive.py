@@ -177,7 +177,7 @@ class ProgressiveADMMPruner(Pruner):
         def admm(d: Path, resume: Path | None) -> dict[str, Any]:
             _load(job.model, *state)
             masks, record = admm_phase(ctx, job.model, keep, self.schedule, self.sparsity, d, resume)
-            admm_val = _val_acc(ctx, job.model)
+            admm_val = ctx.val_score(job.model)
             _load(job.model, plain_state_dict(job.model), masks)
             return {"admm_val_acc": admm_val, **_save(ctx, job.model, masks, d), **record}
 
@@ -207,7 +207,7 @@ def _save(ctx: StageContext, model: nn.Module, masks: dict[str, torch.Tensor], d
     """A round's result: masked weights and masks on disk, its kept counts and validation score."""
     save_tensors(d / "weights.pt", plain_state_dict(model))
     save_tensors(d / "masks.pt", masks)
-    return {"val_acc": _val_acc(ctx, model), "kept": {n: int(m.sum()) for n, m in masks.items()}}
+    return {"val_acc": ctx.val_score(model), "kept": {n: int(m.sum()) for n, m in masks.items()}}
 
 
 def _log_round(r: int, rounds: int, scored: list[dict[str, Any]], elapsed: float) -> None:
@@ -226,7 +226,3 @@ def _compression(sizes: dict[str, int], keep: dict[str, float]) -> float:
     kept = sum(keep_count(sizes[n], keep[n]) if n in keep else s for n, s in sizes.items())
     return sum(sizes.values()) / kept
 
-
-def _val_acc(ctx: StageContext, model: nn.Module) -> float | None:
-    """Validation accuracy, the only score candidates are chosen by; None without a val split."""
-    return ctx.evaluate(model, "val") if len(ctx.data.setup().val) else None

@@ -157,6 +157,11 @@ class StageContext:
         out = trainer.test(module, dataloaders=loader, verbose=False)[0]
         return {k.removeprefix("test/"): float(v) for k, v in out.items() if k.startswith("test/")}
 
+    def val_score(self, model: nn.Module) -> float | None:
+        """Top-1 on the validation split, the only score a pruner may choose or report rounds by;
+        None where the split is empty."""
+        return self.evaluate(model, "val") if len(self.data.setup().val) else None
+
     def evaluate(self, model: nn.Module, split: str = "test") -> float:
         """Top-1 accuracy (a fraction) of ``model`` on a split."""
         return self.scores(model, split)["acc"]
