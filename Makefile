@@ -67,6 +67,14 @@ reproduce-lenet5-progressive-dropout-rule: $(STAMP) ## The same recipe with Han'
 reproduce-lenet5-progressive-six-rounds: $(STAMP) ## The dropout-rule variant with a sixth round (81 -> 116 -> 167x); reuses its first four rounds (about 30 min after it)
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x_six_rounds data=$(DATA) $(ARGS)
 
+reproduce-lenet5-progressive-global-split: $(STAMP) ## The six-round variant with the last round's split by global magnitude (reuses its first five rounds: about 15 min after it)
+	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x_global_split data=$(DATA) $(ARGS)
+
+split-probe-lenet5-progressive: $(STAMP) ## Validation top-1 of the six-round run's 116x model pruned to 167x by each split (chose the global-split variant's)
+	$(PY) -m admm_pruning.analysis.split_probe results/lenet5_admm_progressive_167x_six_rounds/mnist/seed0/summary.json \
+		--round 5 --compression 167 --profile conv1=0.2,conv2=0.053,fc1=0.01,fc2=0.07 \
+		--out results/lenet5_admm_progressive_167x_global_split/split_probe.md
+
 reproduce-lenet5-progressive-short: $(STAMP) ## Progressive ADMM LeNet-5 at 167x on the shortened recipe of the progressive study (142 epochs instead of 418)
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_progressive_167x_short data=$(DATA) $(ARGS)
 
@@ -187,4 +195,4 @@ readme: $(STAMP) ## Regenerate README's results section from results/
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: bench-packed reproduce-lenet5-progressive-dropout-rule reproduce-lenet5-progressive-six-rounds compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
+.PHONY: split-probe-lenet5-progressive reproduce-lenet5-progressive-global-split bench-packed reproduce-lenet5-progressive-dropout-rule reproduce-lenet5-progressive-six-rounds compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
