@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from admm_pruning.models.lenet import LeNet300
 from admm_pruning.pruners.admm import hard_prune
 from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState
-from admm_pruning.training.modules import ADMMModule
+from admm_pruning.training.admm_module import ADMMModule
 
 KEEP = {"fc1": 0.1, "fc2": 0.2}
 L2, RHO = 1e-2, 1.0

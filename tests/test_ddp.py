@@ -26,9 +26,9 @@ from admm_pruning.models.lenet import LeNet5
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import magnitude_masks
 from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.training.admm_module import ADMMModule
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.distributed import is_launch_rank_zero, launch_job_id
-from admm_pruning.training.modules import ADMMModule
 
 KEEP = {"conv1": 0.2, "conv2": 0.08, "fc1": 0.009, "fc2": 0.07}
 ITERATIONS, STEPS = 3, 2

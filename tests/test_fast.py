@@ -170,7 +170,7 @@ def test_step_masks_train_bit_for_bit_as_the_parametrization(fake_data_dir, tmp_
     for masked retraining and for ADMM on a masked model (progressive rounds)."""
     from admm_pruning.sparsity.admm import ADMMSchedule
     from admm_pruning.sparsity.masks import plain_state_dict
-    from admm_pruning.training.modules import ADMMModule
+    from admm_pruning.training.admm_module import ADMMModule
 
     data, out = _data(fake_data_dir), []
     for step_masks in (False, True):

@@ -64,8 +64,8 @@ def test_a_training_step_never_reads_the_loss_back_outside_logging_steps(monkeyp
 def test_train_loss_is_logged_only_on_the_steps_the_logger_writes(tmp_path: Path, monkeypatch):
     m = module()
     calls = []
-    log = m.log
-    monkeypatch.setattr(m, "log", lambda name, *a, **k: (calls.append(name), log(name, *a, **k)))
+    log = m.log_step
+    monkeypatch.setattr(m, "log_step", lambda values, step: (calls.append(*values), log(values, step)))
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, log_every_n_steps=2, enable_checkpointing=False,
                          logger=CSVLogger(tmp_path), enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(m, loader())

@@ -20,8 +20,8 @@ from admm_pruning.models.lenet import LeNet300
 from admm_pruning.pipeline import run_experiment
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.training import modules
+from admm_pruning.training.admm_module import ADMMModule
 from admm_pruning.training.context import StageContext, progress_bar_wanted
-from admm_pruning.training.modules import ADMMModule
 from conftest import TINY, TINY_BASE, compose_cfg
 
 ADMM_LINE = re.compile(r"ADMM iteration (\d+)/(\d+): rho (\S+), primal (\S+), dual (\S+), val/acc (.+), "

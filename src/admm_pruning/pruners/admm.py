@@ -14,8 +14,8 @@ from admm_pruning.models.layers import set_dropout
 from admm_pruning.pruners.base import PruneJob, Pruner, PruneResult
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import current_masks, magnitude_masks
+from admm_pruning.training.admm_module import ADMMModule
 from admm_pruning.training.context import StageContext
-from admm_pruning.training.modules import ADMMModule
 
 
 def hard_prune(model: nn.Module, keep: dict[str, float], sparsity: dict[str, str] | None = None

@@ -19,6 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from admm_pruning.config import ConfigError
+from admm_pruning.data.mnist import InMemoryData
+from admm_pruning.training import chunks
 from admm_pruning.training.distributed import rank_sharded
 from admm_pruning.training.fast import FastPath, skip_gpu_probe_without_gpu
 from admm_pruning.training.loggers import LoggerFactory, RunIdentity, close_logger
@@ -132,6 +134,11 @@ class StageContext:
         self.place_data(trainer)
         val = self.data.loader("val", self.eval_batch_size) if len(self.data.setup().val) else None
         train = self.data.loader("train", batch_size // processes, True, self.seed)
+        k = self.fast.steps_per_batch
+        in_memory = isinstance(self.data, InMemoryData)
+        module.automatic_optimization = k == 1 or chunks.reason(trainer, in_memory) is not None
+        if not module.automatic_optimization:
+            train = chunks.Chunks(train, k)
         # weights_only: a resumed checkpoint can hold tensors and plain data, never code. The W&B
         # run stays open until the stage ends (see stage_logger).
         trainer.fit(module, train_dataloaders=train, val_dataloaders=val,

@@ -10,10 +10,12 @@
   baked into the weights and applied to the gradients before each optimizer step, instead of a
   multiply in every forward and backward pass. Same arithmetic, bit for bit.
 - **No NVML probe per step on a machine without a GPU** (``skip_gpu_probe_without_gpu``).
+- **Several optimizer steps per Lightning batch** (``steps_per_batch``, training/chunks.py): the
+  same steps, with Lightning's per-batch Python run once per k of them.
 
 Results move in their last bits, as they do on another machine. ``fast.channels_last=false
-fast.fused_optimizer=false fast.step_masks=false`` gives the earlier code's kernels. No setting
-here is part of a stage key.
+fast.fused_optimizer=false fast.step_masks=false fast.steps_per_batch=1`` gives the earlier code's
+kernels and loop. No setting here is part of a stage key.
 """
 
 from __future__ import annotations
@@ -26,17 +28,26 @@ from typing import Any
 import torch
 from torch import nn
 
+from admm_pruning.config import ConfigError
+
 FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 @dataclass(frozen=True)
 class FastPath:
-    """The ``fast`` node of conf/train.yaml."""
+    """The ``fast`` node of conf/train.yaml. ``steps_per_batch``: optimizer steps per Lightning
+    batch (training/chunks.py); 1 is Lightning's automatic loop."""
 
     channels_last: bool = True
     fused_optimizer: bool = True
     step_masks: bool = True
+    steps_per_batch: int = 10
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps_per_batch, bool) or not isinstance(self.steps_per_batch, int) \
+                or self.steps_per_batch < 1:
+            raise ConfigError(f"fast.steps_per_batch={self.steps_per_batch!r}: must be an integer >= 1")
 
 
 def build_optimizer(factory: Any, params: Any, fused: bool) -> torch.optim.Optimizer:
