@@ -188,16 +188,17 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-NOTES = """Loops: `plain` is a hand-written PyTorch loop with PyTorch's default kernels (NCHW, for-loop
-Adam); `plain_fast` the same loop with the suite's kernel choices (src/admm_pruning/training/fast.py:
-channels-last convolutions and fused Adam); `suite` the suite's Lightning stage loop as runs use it
-(10 optimizer steps per Lightning batch, training/chunks.py); `suite_step_per_batch` the same with
-Lightning's automatic loop, one step per batch; `suite_slow` with every `fast` choice off (the code
-before them); `suite_channels_last` and `suite_fused` with one kernel choice each, one step per
-batch. `dense`, `admm` and `masked` are suite loops with L2 5e-5: dense training, ADMM (one Z/U update per epoch) and retraining under masks
-(applied once per optimizer step); `masked_parametrized` multiplies each weight by its mask in every
-forward pass instead (`fast.step_masks=false`). Every loop runs without the NVML probe that Lightning's
-import adds to each Adam step on a machine without a GPU (training/fast.py), as a plain script would."""
+NOTES = """Loops: `plain` is a hand-written PyTorch loop with PyTorch's default kernels (NCHW, for-loop Adam);
+`plain_fast` the same loop with the suite's kernel choices (src/admm_pruning/training/fast.py: channels-
+last convolutions and fused Adam); `suite` the suite's Lightning stage loop as runs use it (10 optimizer
+steps per Lightning batch, training/chunks.py); `suite_step_per_batch` the same with Lightning's
+automatic loop, one step per batch; `suite_slow` with every `fast` choice off (the code before them);
+`suite_channels_last` and `suite_fused` with one kernel choice each, one step per batch. `dense`, `admm`
+and `masked` are suite loops with L2 5e-5: dense training, ADMM (one Z/U update per epoch) and retraining
+under masks (applied once per optimizer step); `masked_parametrized` multiplies each weight by its mask
+in every forward pass instead (`fast.step_masks=false`). Every loop runs without the NVML probe that
+Lightning's import adds to each Adam step on a machine without a GPU (training/fast.py), as a plain
+script would."""
 
 
 def main() -> None:
