@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from admm_pruning.models.lenet import LeNet300
 from admm_pruning.pipeline import run_experiment
 from admm_pruning.sparsity.admm import ADMMSchedule
-from admm_pruning.training import modules
+from admm_pruning.training import admm_module
 from admm_pruning.training.admm_module import ADMMModule
 from admm_pruning.training.context import StageContext, progress_bar_wanted
 from conftest import TINY, TINY_BASE, compose_cfg
@@ -87,7 +87,7 @@ def test_one_admm_line_per_iteration_with_the_residual_sums_and_latest_validatio
 
 def test_admm_lines_only_from_rank_zero(caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger="admm_pruning")
-    monkeypatch.setattr(modules, "world", lambda: (1, 2))
+    monkeypatch.setattr(admm_module, "world", lambda: (1, 2))
     module = admm_fit(iterations=2, epochs=1)
     assert len(module.history) == 2 and "ADMM iteration" not in caplog.text
 
