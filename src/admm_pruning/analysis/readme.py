@@ -90,14 +90,15 @@ def results_section(results: Path, base: Path = ROOT) -> str:
                                            for f, label in extra) + "."]
     bench = sorted((results / "benchmarks").glob("throughput_*.json"))
     if bench:
-        lines += ["", "| benchmark | suite / plain PyTorch loop (default kernels) | suite / plain loop (same "
+        lines += ["", "Medians of interleaved rounds, with the rounds' range in brackets.", "",
+                  "| benchmark | suite / plain PyTorch loop (default kernels) | suite / plain loop (same "
                   "kernels) | ADMM / dense epoch time | masked / dense epoch time |", "|---|---:|---:|---:|---:|"]
         for path in bench:
             b = json.loads(path.read_text())
-            r = b["ratio_medians"]
-            lines.append(f"| [{b['model']} on {b['data']}, batch {b['batch_size']}]"
-                         f"({_link(path.with_suffix('.md'), base)}) | {r['suite_vs_plain']:.3f} | "
-                         f"{r['suite_vs_plain_fast']:.3f} | {r['admm_vs_dense']:.3f} | {r['masked_vs_dense']:.3f} |")
+            cells = " | ".join(f"{b['ratio_medians'][k]:.3f} ({min(b['ratios'][k]):.3f}-{max(b['ratios'][k]):.3f})"
+                               for k in ("suite_vs_plain", "suite_vs_plain_fast", "admm_vs_dense", "masked_vs_dense"))
+            lines.append(f"| [{b['model']} on {b['data']}, batch {b['batch_size']}, {b['epochs']} epoch(s) x "
+                         f"{b['rounds']} rounds]({_link(path.with_suffix('.md'), base)}) | {cells} |")
     return "\n".join(lines)
 
 
