@@ -33,14 +33,16 @@ def data(fake_data_dir: Path) -> MNISTData:
     return MNISTData("mnist", str(fake_data_dir), val_size=200, pixel_scale="unit", verify_md5=False).setup()
 
 
-def fit(data: MNISTData, tmp: Path, k: int, make, epochs: int, **trainer: object) -> tuple[ClassifierModule, list]:
-    """Trains a fresh module from ``make()``; returns it and the rows of its metrics.csv."""
+def fit(data: MNISTData, tmp: Path, k: int, make, epochs: int, resume: Path | None = None,
+        **trainer: object) -> tuple[ClassifierModule, list]:
+    """Trains a fresh module from ``make()`` (from ``resume``, a checkpoint, if given); returns it
+    and the rows of its metrics.csv."""
     torch.manual_seed(0)
     module = make()
     ctx = StageContext(data=data, trainer_kwargs={**TRAINER, **trainer}, seed=3, experiment="chunks",
                        fast=FastPath(steps_per_batch=k),
                        logger_factory=lambda stage, save_dir, **_: CSVLogger(save_dir, name="csv", version=0))
-    ctx.fit(module, "stage", tmp, None, 50, max_epochs=epochs)
+    ctx.fit(module, "stage", tmp, resume, 50, max_epochs=epochs)
     ctx.stage_logger.finalize("success")
     with open(tmp / "csv" / "version_0" / "metrics.csv") as f:
         return module, list(csv.DictReader(f))
@@ -84,6 +86,24 @@ def test_admm_updates_a_step_scheduler_and_a_stop_inside_a_chunk(data, tmp_path)
     assert_same_run(auto, chunked)
     assert chunked[0].trainer.global_step == 27 and chunked[0].history == auto[0].history
     assert [r["step"] for r in chunked[1] if r["admm/rho"]] == ["8", "17", "26"]
+
+
+@pytest.mark.parametrize("first, then", [(1, 7), (7, 1)])
+def test_a_checkpoint_resumes_across_the_two_loops(data, tmp_path, first, then):
+    """Lightning counts automatic and manual optimizer steps apart: without carrying the count
+    over, ADMM resumed in the other loop would restart its Z/U schedule at step 0."""
+    def make():
+        schedule = ADMMSchedule(optimizer=partial(torch.optim.Adam, lr=1e-3), iterations=3, epochs_per_iteration=0.45,
+                                rho=1e-3, rho_multiplier=1.3)
+        return ADMMModule(LeNet5(dropout=0.0), schedule, KEEP, steps_per_epoch=20)
+
+    whole = fit(data, tmp_path / "whole", 1, make, 3)
+    fit(data, tmp_path / "split", first, make, 1)
+    resumed = fit(data, tmp_path / "split", then, make, 3, resume=tmp_path / "split" / "checkpoints" / "last.ckpt")
+    assert resumed[0].trainer.global_step == 27
+    assert [h["iteration"] for h in resumed[0].history] == [1, 2, 3] and resumed[0].history == whole[0].history
+    sa, sb = whole[0].state_dict(), resumed[0].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_masked_retraining_with_step_masks(data, tmp_path):

@@ -94,3 +94,15 @@ def run_chunk(module: ClassifierModule, chunk: list[Any], batch_idx: int) -> Non
                 c.scheduler.step()
     # Lightning counts one batch here; its loggers' step (and its checkpoint) count optimizer steps.
     trainer.fit_loop.epoch_loop._batches_that_stepped += done - 1
+
+
+def carry_step_count(trainer: pl.Trainer, steps: int) -> None:
+    """Give the loop in use the optimizer-step count a checkpoint was written at. Lightning
+    counts automatic and manual steps apart, so a checkpoint of one loop would resume in the
+    other at step 0 (and an ADMM stage would restart its Z/U schedule there)."""
+    loop = trainer.fit_loop.epoch_loop
+    if trainer.lightning_module.automatic_optimization:
+        total = loop.automatic_optimization.optim_progress.optimizer.step.total
+    else:
+        total = loop.manual_optimization.optim_step_progress.total
+    total.ready = total.completed = steps

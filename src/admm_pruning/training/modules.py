@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from admm_pruning.models.layers import num_outputs, prunable_layers
 from admm_pruning.sparsity.masks import StepMasks, adapt_state_dict, current_masks, weight_param
-from admm_pruning.training.chunks import run_chunk
+from admm_pruning.training.chunks import carry_step_count, run_chunk
 from admm_pruning.training.fast import (
     FastPath,
     build_optimizer,
@@ -67,6 +67,7 @@ class ClassifierModule(pl.LightningModule):
         self.fast = FastPath(False, False, False, 1)  # StageContext.fit sets the run's
         self.step_masks: StepMasks | None = None
         self.loss_watch = LossWatch(stage)
+        self._resumed_at: int | None = None  # the optimizer step of a checkpoint being resumed
 
     def setup(self, stage: str) -> None:
         # For the fit only: everything outside it (masks, export, hashing) sees parametrized NCHW weights.
@@ -87,6 +88,9 @@ class ClassifierModule(pl.LightningModule):
     def on_train_start(self) -> None:
         for opt in self.trainer.optimizers:  # a resumed checkpoint may hold the other layout
             match_state_layout(opt)
+        if self._resumed_at is not None:  # ... or have been written by the other loop
+            carry_step_count(self.trainer, self._resumed_at)
+            self._resumed_at = None
         self.loss_watch = LossWatch(self.stage, start=self.global_step)
 
     def on_train_epoch_end(self) -> None:
@@ -193,5 +197,6 @@ class ClassifierModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         adapt_state_dict(checkpoint["state_dict"], self)  # written with or without step masks
+        self._resumed_at = int(checkpoint.get("global_step", 0))
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
