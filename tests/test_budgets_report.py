@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from admm_pruning.analysis.budgets import budget_table, by_budget, change, claim_verdict, cost_lines
+from admm_pruning.analysis.budgets import budget_table, by_budget, change, claim_verdict, cost_lines, where_tuned
 
 DENSE = {1: 0.980, 2: 0.982, 3: 0.978}
 
@@ -78,3 +78,15 @@ def test_the_readme_states_each_studys_verdict_per_budget(tmp_path):
     assert lines[1].startswith("- [lenet5_mnist10k_compare](lenet5_mnist10k_compare/report.md) (lenet5, mnist10k, "
                                "seeds 1, 2, 3): At 72 epochs")
     assert comparisons_section(tmp_path / "none", tmp_path) == "- No tuned comparison has been reported yet."
+
+
+def test_a_study_run_with_another_studys_choices_names_that_tuning():
+    runs = _runs("admm", 16, [0.981, 0.982, 0.980])
+    for r in runs:
+        r["config"] = {"study": {"chosen_from": "lenet5_mnist10k_compare", "trials": 4}}
+    assert where_tuned(runs, []) == ("no tuning runs of its own: the settings were chosen by the tuning of "
+                                     "`results/lenet5_mnist10k_compare` (4 trials per pruner, budget and tuning "
+                                     "target: `results/lenet5_mnist10k_compare/tuning/tuning.md`)")
+    assert where_tuned(_runs("admm", 16, [0.98] * 3), []) == "no tuning runs"
+    tuning = [{"trial": {"of": 4}}] * 2
+    assert where_tuned(runs, tuning).startswith("2 tuning runs (seed 0; 4 trials per pruner")

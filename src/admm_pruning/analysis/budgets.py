@@ -125,6 +125,22 @@ def verdicts(runs: list[dict]) -> dict[str, Any]:
     return {"model": runs[0]["model"], "data": runs[0]["data"], "budgets": out}
 
 
+def where_tuned(runs: list[dict], tuning: list[dict]) -> str:
+    """The tuning behind the runs: this study's own trials, or another study's choices."""
+    if tuning:
+        n_trials = sorted({r["trial"]["of"] for r in tuning if r.get("trial")})
+        return (f"{len(tuning)} tuning runs (seed 0; {', '.join(map(str, n_trials)) or 'no'} trials per pruner, "
+                "budget and tuning target: `tuning/tuning.md`)")
+    studies = [r.get("config", {}).get("study") or {} for r in runs]
+    source = sorted({s["chosen_from"] for s in studies if s.get("chosen_from")})
+    if not source:
+        return "no tuning runs"
+    n_trials = sorted({s["trials"] for s in studies if s.get("trials")})
+    return (f"no tuning runs of its own: the settings were chosen by the tuning of "
+            f"{', '.join(f'`results/{x}`' for x in source)} ({', '.join(map(str, n_trials))} trials per pruner, "
+            f"budget and tuning target: `results/{source[0]}/tuning/tuning.md`)")
+
+
 def render(study_dir: Path, runs: list[dict], tuning: list[dict], paper: list[dict]) -> tuple[str, dict]:
     """The whole report, and the verdict per budget."""
     studies = by_budget(runs)
@@ -132,13 +148,11 @@ def render(study_dir: Path, runs: list[dict], tuning: list[dict], paper: list[di
     models = ", ".join(sorted({r["model"] for r in runs}))
     data = ", ".join(sorted({r["data"] for r in runs}))
     seeds = ", ".join(str(x) for x in sorted({r["seed"] for r in runs}))
-    n_trials = sorted({r["trial"]["of"] for r in tuning if r.get("trial")})
     budgets = " and ".join(f"{b}" for b in studies)
     out = [f"# {models} on {data}: tuned comparison, budgets of {budgets} epochs after the dense model", "",
-           f"Read `{study_dir}`: {len(runs)} reporting runs (seeds {seeds}) and {len(tuning)} tuning runs "
-           f"(seed 0; {', '.join(map(str, n_trials)) or 'no'} trials per pruner, budget and tuning target: "
-           "`tuning/tuning.md`). Each pruner ran the setting its own tuning chose on validation; test was read "
-           "once, here.", "", "Made on:", "", *made_on([*runs, *tuning]), "",
+           f"Read `{study_dir}`: {len(runs)} reporting runs (seeds {seeds}) and {where_tuned(runs, tuning)}. "
+           "Each pruner ran the setting its own tuning chose on validation; test was read once, here.", "",
+           "Made on:", "", *made_on([*runs, *tuning]), "",
            *cost_lines([*runs, *tuning]), "", "## The paper's claim: ADMM reaches a higher compression than Han "
            f"at no loss (within {NO_LOSS} pt)", "", *[f"- {v[0]}" for v in verdicts.values()], "",
            "## Highest compression within 0.1 / 0.5 / 1.0 pt of dense, by budget (chosen on validation)", ""]
