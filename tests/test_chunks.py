@@ -158,3 +158,16 @@ def test_chunks_group_batches_and_expose_the_sampler(data):
     flat = [b for chunk in grouped for b in chunk]
     assert [len(c) for c in grouped] == [7, 7, 6]
     assert all(torch.equal(a[0], b[0]) for a, b in zip(flat, loader, strict=True))
+
+
+def test_a_scheduler_the_chunked_loop_cannot_step_is_refused_before_the_first_step(data, tmp_path):
+    def make():
+        return ClassifierModule(LeNet300(), partial(torch.optim.Adam, lr=1e-3),
+                                lr_scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+    torch.manual_seed(0)
+    module = make()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.raises(ConfigError, match="set fast.steps_per_batch=1 for a scheduler frequency or ReduceLROnPlateau"):
+        fit(data, tmp_path, 7, lambda: module, 1)
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())

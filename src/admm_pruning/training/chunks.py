@@ -1,7 +1,7 @@
 """Several optimizer steps per Lightning batch: the suite's loop at the plain loop's cost.
 
-Lightning's automatic optimization spends about 0.5 ms of Python on every step (hooks, the
-closure, progress tracking): 9% of a LeNet-5 step at batch 50 on the 2-core VM. With
+Lightning's automatic optimization spends Python on every step (hooks, the closure, progress
+tracking); benchmarks/throughput.py measures what running it once per k steps buys. With
 ``fast.steps_per_batch: k`` the train loader hands the module k batches at a time, and the module
 runs the k steps itself: ``loss.backward()`` (what ``manual_backward`` runs at 32 bits in one
 process, less its ``on_before_backward`` / ``on_after_backward`` hooks, which nothing in the suite
@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
+import torch
 
 from admm_pruning.config import ConfigError
 
@@ -69,13 +70,19 @@ def reason(trainer: pl.Trainer, in_memory: bool) -> str | None:
     return next((what for what, bad in checks.items() if bad), None)
 
 
+def check_schedulers(trainer: pl.Trainer) -> None:
+    """run_chunk steps each scheduler after every step or epoch; refuse, before the first step,
+    one that needs Lightning's own stepping (a frequency, or ReduceLROnPlateau's monitor)."""
+    if any(c.frequency != 1 or isinstance(c.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+           for c in trainer.lr_scheduler_configs):  # Lightning marks reduce_on_plateau only when it steps them
+        raise ConfigError("fast.steps_per_batch > 1 steps schedulers every step or epoch: "
+                          "set fast.steps_per_batch=1 for a scheduler frequency or ReduceLROnPlateau")
+
+
 def run_chunk(module: ClassifierModule, chunk: list[Any], batch_idx: int) -> None:
     """The chunk's optimizer steps, as the automatic loop would make them one batch at a time."""
     trainer = module.trainer
     configs = trainer.lr_scheduler_configs
-    if any(c.frequency != 1 or c.reduce_on_plateau for c in configs):
-        raise ConfigError("fast.steps_per_batch > 1 steps schedulers every step or epoch: "
-                          "set fast.steps_per_batch=1 for a scheduler frequency or ReduceLROnPlateau")
     opt = module.optimizers()
     done = 0
     for batch in chunk:

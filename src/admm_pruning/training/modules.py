@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from admm_pruning.models.layers import num_outputs, prunable_layers
 from admm_pruning.sparsity.masks import StepMasks, adapt_state_dict, current_masks, weight_param
-from admm_pruning.training.chunks import carry_step_count, run_chunk
+from admm_pruning.training.chunks import carry_step_count, check_schedulers, run_chunk
 from admm_pruning.training.fast import (
     FastPath,
     build_optimizer,
@@ -88,6 +88,8 @@ class ClassifierModule(pl.LightningModule):
     def on_train_start(self) -> None:
         for opt in self.trainer.optimizers:  # a resumed checkpoint may hold the other layout
             match_state_layout(opt)
+        if not self.automatic_optimization:
+            check_schedulers(self.trainer)
         if self._resumed_at is not None:  # ... or have been written by the other loop
             carry_step_count(self.trainer, self._resumed_at)
             self._resumed_at = None
