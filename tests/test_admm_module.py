@@ -36,7 +36,7 @@ class Recording(ADMMModule):
 
 def fit(precision: str = "32-true", accumulate: int = 1, steps_per_epoch: int = 8, epochs_per_iteration=100.0,
         iterations: int = 1000, rho: float = RHO, optimizer=None, max_steps: int = 3, epochs: int = 1,
-        l2: float = L2):
+        l2: float = L2, fused: bool = False):
     """Trains LeNet-300 with ADMMModule; returns the module and, per optimizer step, the gradient the
     optimizer applied with the weights, Z, U and rho it was applied at."""
     torch.manual_seed(0)
@@ -49,14 +49,18 @@ def fit(precision: str = "32-true", accumulate: int = 1, steps_per_epoch: int = 
                 with torch.enable_grad():
                     closure()
             m = holder["module"]
-            steps.append({"grad": {n: m.model.get_submodule(n).weight.grad.clone() for n in KEEP},
+            # A fused optimizer divides by the GradScaler's scale inside its step (None: unscaled)
+            scale = getattr(self, "grad_scale", None)
+            scale = 1.0 if scale is None else float(scale)
+            steps.append({"grad": {n: m.model.get_submodule(n).weight.grad / scale for n in KEEP},
                           "w": {n: m.model.get_submodule(n).weight.detach().clone() for n in KEEP},
                           "state": {k: v.clone() for k, v in m.model.state_dict().items()},
                           "z": {n: m.admm.z(n).clone() for n in KEEP}, "u": {n: m.admm.u(n).clone() for n in KEEP},
                           "rho": float(m.admm.rho), "batches": len(m.batches)})
             return super().step()
 
-    schedule = ADMMSchedule(optimizer=optimizer or (lambda p: RecordingSGD(p, lr=0.01)), iterations=iterations,
+    schedule = ADMMSchedule(optimizer=optimizer or (lambda p: RecordingSGD(p, lr=0.01, fused=fused or None)),
+                            iterations=iterations,
                             epochs_per_iteration=epochs_per_iteration, rho=rho, l2=l2, batch_size=8)
     module = Recording(LeNet300(), schedule, KEEP, steps_per_epoch)
     module.batches, holder["module"] = [], module
@@ -79,17 +83,19 @@ def task_grad(state: dict, batches: list, n: str) -> torch.Tensor:
                                net.get_submodule(n).weight)[0]
 
 
-@pytest.mark.parametrize("precision, accumulate, tol, l2, rho", [
-    ("32-true", 1, 1e-6, L2, RHO),
-    ("16-mixed", 1, 0.05, L2, RHO),    # fp16 gradients are unscaled only after backward's hooks
-    ("16-mixed", 1, 0.05, 2.0, 1e-6),  # the same for L2 alone
-    ("32-true", 2, 1e-6, L2, RHO),     # accumulation: the penalty once per optimizer step, not once per batch
+@pytest.mark.parametrize("precision, accumulate, tol, l2, rho, fused", [
+    ("32-true", 1, 1e-6, L2, RHO, False),
+    ("16-mixed", 1, 0.05, L2, RHO, False),    # fp16 gradients are unscaled only after backward's hooks
+    ("16-mixed", 1, 0.05, 2.0, 1e-6, False),  # the same for L2 alone
+    ("16-mixed", 1, 0.05, L2, RHO, True),     # a fused optimizer unscales in its own step: Lightning does not
+    ("16-mixed", 1, 0.05, 2.0, 1e-6, True),
+    ("32-true", 2, 1e-6, L2, RHO, False),     # accumulation: the penalty once per optimizer step, not per batch
 ])
-def test_applied_gradient_is_task_plus_l2_plus_rho_times_residual(precision, accumulate, tol, l2, rho):
+def test_applied_gradient_is_task_plus_l2_plus_rho_times_residual(precision, accumulate, tol, l2, rho, fused):
     """fp32: every entry within ``tol``. fp16: the task gradient runs in half precision (a ReLU can
     flip), so the check is on the whole layer: ||applied - task - added|| <= tol * ||added||; terms
     divided by the loss scale (65,536) would leave a relative error of 1."""
-    module, steps = fit(precision, accumulate, rho=rho, l2=l2)
+    module, steps = fit(precision, accumulate, rho=rho, l2=l2, fused=fused)
     assert len(steps) == 3
     for i, s in enumerate(steps):
         batches = module.batches[s["batches"] - accumulate: s["batches"]]

@@ -9,6 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from lightning_fabric.plugins.precision.amp import _optimizer_handles_unscaling
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -28,6 +29,16 @@ log = logging.getLogger("admm_pruning")
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+def unscale_fused_(trainer: pl.Trainer, optimizer: torch.optim.Optimizer) -> None:
+    """Unscale fp16 gradients that Lightning left scaled. Lightning skips its unscale for optimizers
+    that unscale inside their own step (fused Adam/SGD), so a term added to the gradients now would
+    be divided by the loss scale there; unscaled here, the GradScaler hands the optimizer no scale
+    and still skips a step with inf/NaN gradients."""
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    if scaler is not None and _optimizer_handles_unscaling(optimizer):
+        scaler.unscale_(optimizer)
 
 
 class ClassifierModule(pl.LightningModule):
@@ -155,6 +166,7 @@ class ClassifierModule(pl.LightningModule):
         hook (a term added earlier would be divided by the loss scale), and with gradient
         accumulation this hook runs once per optimizer step, not once per batch.
         """
+        unscale_fused_(self.trainer, optimizer)
         self.add_regularizer_grads_()
         if self.step_masks is not None:  # last: every term above is masked with the task gradient
             self.step_masks.mask_grads_()
