@@ -144,3 +144,50 @@ def test_hard_prune_keeps_the_top_k_of_w_not_of_z():
     assert int(masks["fc3"].sum()) == k
     assert torch.equal(masks["fc3"], w.abs() >= w.abs().flatten().topk(k).values[-1])
     assert not torch.equal(masks["fc3"], state.z("fc3") != 0)
+
+
+def preset_lrs(pruner: str, steps: list[int], steps_per_epoch: int = 10) -> list[float]:
+    """The W-step's lr at each of ``steps`` (optimizer steps into the phase), for a composed preset."""
+    from admm_pruning.pruners.base import build_pruner
+    from conftest import compose_cfg
+
+    schedule = build_pruner(compose_cfg([f"pruner={pruner}"]).pruner).schedule
+    module = ADMMModule(LeNet300(), schedule, KEEP, steps_per_epoch)
+    config = module.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    lrs, done = {}, 0
+    for step in sorted(steps):
+        for _ in range(step - done):
+            opt.step()
+            sched.step()
+        done = step
+        lrs[step] = opt.param_groups[0]["lr"]
+    return [lrs[s] for s in steps]
+
+
+def test_the_caffe_preset_drops_the_lr_once_per_admm_iteration_and_resets_it():
+    """admm_caffe: 12-epoch iterations, lr 1e-3 -> 1e-4 after 2 epochs, reset at the next iteration
+    (the fork's `admm` policy); at 10 steps an epoch: steps 0, 19 | 20, 40 (4 ep.), 110 (11 ep.),
+    119 | 120 (the reset), 139 | 140."""
+    lrs = preset_lrs("admm_caffe", [0, 19, 20, 40, 110, 119, 120, 139, 140])
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-4, 1e-3, 1e-3, 1e-4])
+
+
+def test_the_progressive_preset_divides_the_lr_by_ten_every_third_of_an_interval_and_resets_it():
+    """admm_progressive: 4-epoch intervals; the code's lr at the start of epoch e of an interval is
+    lr * 0.1 ** (e // (4 / 3)): epochs 0, 1 at 1e-3, epoch 2 at 1e-4, epoch 3 at 1e-5, then reset."""
+    lrs = preset_lrs("admm_progressive", [0, 19, 20, 29, 30, 39, 40, 60])
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5, 1e-3, 1e-4])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("pruner.lr_policy=sometimes", "pruner.lr_policy='sometimes': expected one of"),
+    ("pruner.lr_drop_epochs=2", "pruner.lr_policy=thirds: leave pruner.lr_drop_epochs null"),
+])
+def test_an_lr_policy_that_cannot_work_is_refused_by_key(override, message):
+    from admm_pruning.config import ConfigError
+    from admm_pruning.pruners.base import build_pruner
+    from conftest import compose_cfg
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        build_pruner(compose_cfg(["pruner=admm_progressive", override]).pruner)

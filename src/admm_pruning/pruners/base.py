@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -101,4 +102,9 @@ def build_pruner(node: DictConfig) -> Pruner:
         what = "structured sparsity" if key == "sparsity" else f"an option {key!r}"
         raise ConfigError(f"pruner.{key}={value}: pruner {node.get('name', cls.name)} does not support {what}; "
                           f"its options are {', '.join(options) or 'none'}")
-    return instantiate({k: v for k, v in node.items() if k != "name"}, _convert_="all")
+    try:
+        return instantiate({k: v for k, v in node.items() if k != "name"}, _convert_="all")
+    except InstantiationException as exc:  # the pruner's own check of its options: one line, by key
+        if isinstance(exc.__cause__, ConfigError):
+            raise exc.__cause__ from None
+        raise

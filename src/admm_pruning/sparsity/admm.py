@@ -18,7 +18,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from admm_pruning.config import ConfigError
 from admm_pruning.sparsity.projections import group_count, group_mask, keep_count
+
+
+# How the W-step's lr moves inside the ADMM phase (``lr_policy``); None: ``multistep`` when
+# lr_drop_epochs is set, else a constant lr (the TF code).
+LR_POLICIES = (
+    None,
+    "multistep",  # lr x gamma every lr_drop_epochs (Caffe's "step" policy without reset)
+    "once",       # lr x gamma once, lr_drop_epochs into each iteration (the Caffe fork's "admm" policy)
+    "thirds",     # lr x gamma every epochs_per_iteration / 3 epochs, counted in whole epochs into each
+                  # iteration (the progressive code's admm_adjust_learning_rate, called per epoch)
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,16 @@ class ADMMSchedule:
     lr_drop_epochs: float | None = None
     lr_drop_gamma: float = 0.1
     lr_reset_each_iteration: bool = True
+    lr_policy: str | None = None
+
+    def __post_init__(self) -> None:
+        policy = self.lr_policy
+        if policy not in LR_POLICIES:
+            raise ConfigError(f"pruner.lr_policy={policy!r}: expected one of {', '.join(map(str, LR_POLICIES))}")
+        if (policy == "thirds") == (self.lr_drop_epochs is not None) and policy is not None:
+            need = "leave pruner.lr_drop_epochs null (thirds of the interval)" if policy == "thirds" \
+                else "set pruner.lr_drop_epochs"
+            raise ConfigError(f"pruner.lr_policy={policy}: {need}")
 
     @classmethod
     def options(cls) -> tuple[str, ...]:
@@ -50,6 +72,20 @@ class ADMMSchedule:
     def steps_per_iteration(self, steps_per_epoch: int) -> int:
         """Optimizer steps between two Z/U updates (fractional epochs allowed)."""
         return max(1, round(self.epochs_per_iteration * steps_per_epoch))
+
+    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+        """The lr multiplier for the optimizer step after ``step`` steps of the phase (see LR_POLICIES);
+        counted from the start of the current ADMM iteration when ``lr_reset_each_iteration``."""
+        policy = self.lr_policy or ("multistep" if self.lr_drop_epochs else None)
+        if policy is None:
+            return 1.0
+        into = step % self.steps_per_iteration(steps_per_epoch) if self.lr_reset_each_iteration else step
+        if policy == "thirds":  # the progressive code sets the lr at each epoch's start
+            return self.lr_drop_gamma ** ((into // steps_per_epoch) // (self.epochs_per_iteration / 3))
+        drop = max(1, round(self.lr_drop_epochs * steps_per_epoch))
+        if policy == "once":
+            return self.lr_drop_gamma if into >= drop else 1.0
+        return self.lr_drop_gamma ** (into // drop)
 
     def epochs(self, steps_per_epoch: int) -> float:
         """Epochs the phase trains: ``iterations`` W-steps."""

@@ -103,16 +103,10 @@ class ADMMModule(ClassifierModule):
 
     def configure_optimizers(self) -> Any:
         opt = self.make_optimizer()
-        if not self.schedule.lr_drop_epochs:
+        if not (self.schedule.lr_drop_epochs or self.schedule.lr_policy):
             return opt
-        period = self.steps_per_iteration
-        drop = max(1, round(self.schedule.lr_drop_epochs * self.steps_per_epoch))
-        gamma, reset = self.schedule.lr_drop_gamma, self.schedule.lr_reset_each_iteration
-
-        def factor(step: int) -> float:
-            return gamma ** ((step % period if reset else step) // drop)
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: self.schedule.lr_factor(step, self.steps_per_epoch))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
