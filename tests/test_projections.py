@@ -89,3 +89,53 @@ def test_projection_is_the_euclidean_projection_brute_force():
             )[0]
             ours = torch.sum((w - project_topk(w, k / 6)) ** 2).item()
             assert ours == pytest.approx(best, abs=1e-7)
+
+
+@pytest.mark.parametrize("sparsity, towers_groups", [("shape", 2 * 3 * 2 * 2), ("channel", 2 * 3)])
+def test_a_grouped_convs_channel_and_shape_groups_are_per_tower(sparsity, towers_groups):
+    """groups=2 (CaffeNet's conv2/4/5): a group is one tower's column (shape) or input channel,
+    never column j of both towers at once. The projection is the Euclidean one over those
+    groups (brute force over every choice of k of them), and the Conv2d's masks follow it."""
+    from admm_pruning.sparsity.masks import magnitude_masks
+    from admm_pruning.sparsity.projections import group_count, project
+
+    conv = torch.nn.Conv2d(6, 4, 2, groups=2, bias=False)  # weight (4, 3, 2, 2): towers of 2 filters
+    assert group_count(conv.weight.shape, sparsity, groups=2) == towers_groups
+    w = torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    towers = w.reshape(2, 2, 3, 2, 2)
+    dims = (0, 2, 3, 4) if sparsity == "shape" else (0, 2)
+    members = [tuple(i) for i in itertools.product(*(range(towers.shape[d]) for d in dims))]
+
+    def indicator(chosen):
+        m = torch.zeros_like(towers, dtype=torch.bool)
+        for g in chosen:
+            index = [slice(None)] * 5
+            for d, i in zip(dims, g, strict=True):
+                index[d] = i
+            m[tuple(index)] = True
+        return m.reshape(w.shape)
+
+    for k in (1, 2, 3):
+        best = min(torch.sum((w - w * indicator(s)) ** 2).item() for s in itertools.combinations(members, k))
+        ours = project(w, k / towers_groups, sparsity, groups=2)
+        assert torch.sum((w - ours) ** 2).item() == pytest.approx(best, abs=1e-6)
+        with torch.no_grad():
+            conv.weight.copy_(w)
+        mask = magnitude_masks(torch.nn.Sequential(conv), {"0": k / towers_groups}, {"0": sparsity})["0"]
+        assert torch.equal(mask, ours != 0)
+        # the two towers' masks differ: each chose its own columns
+        if k == 1:
+            assert mask[:2].any() != mask[2:].any()
+
+
+def test_admm_projects_a_grouped_conv_per_tower():
+    """ADMMModule reads each layer's towers from the model: Z^0 of a groups=2 conv under shape
+    sparsity is the per-tower projection of W^0."""
+    from admm_pruning.sparsity.admm import ADMMSchedule
+    from admm_pruning.sparsity.projections import project
+    from admm_pruning.training.admm_module import ADMMModule
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(6, 4, 2, groups=2), torch.nn.Flatten())
+    module = ADMMModule(model, ADMMSchedule(), {"0": 0.25}, 10, {"0": "shape"}, num_classes=4)
+    assert torch.equal(module.admm.z("0"), project(model[0].weight.detach(), 0.25, "shape", groups=2))

@@ -220,3 +220,9 @@ def test_a_shape_pruned_conv_runs_on_its_used_columns_only(tmp_path):
     assert isinstance(every.conv1, ColumnConv2d) and every.conv1.weight.shape == (20, 25)
     assert same_outputs(model, every)
     assert isinstance(shrink(model, example, min_column_saving=1.1).module().conv2, nn.Conv2d)
+
+
+def test_a_grouped_conv_is_refused_by_name_and_reason():
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(ShrinkError, match=r"0: a grouped convolution \(groups=2\) is not shrunk"):
+        shrink(model, (1, 4, 3, 3))

@@ -54,7 +54,10 @@ def _layer(gm: fx.GraphModule, node: fx.Node) -> tuple[str, dict[str, Any], nn.M
         m = gm.get_submodule(node.target)
         if isinstance(m, (nn.Dropout, nn.Identity)):
             return None
-        if isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros":
+        if isinstance(m, nn.Conv2d) and m.groups != 1:
+            raise ShrinkError(f"{node.target}: a grouped convolution (groups={m.groups}) is not shrunk: its towers "
+                              "would keep unequal numbers of filters, which one nn.Conv2d cannot hold")
+        if isinstance(m, nn.Conv2d) and m.padding_mode == "zeros":
             return "Conv2d", {"in_channels": m.in_channels, "out_channels": m.out_channels,
                               "kernel_size": list(m.kernel_size), "stride": list(m.stride),
                               "padding": m.padding if isinstance(m.padding, str) else list(m.padding),

@@ -111,14 +111,15 @@ class ADMMState(nn.Module):
     """Z, U, rho and the iteration count as buffers, so a checkpoint restores all of them."""
 
     def __init__(self, weights: dict[str, torch.Tensor], keep: dict[str, float], schedule: ADMMSchedule,
-                 sparsity: dict[str, str] | None = None) -> None:
+                 sparsity: dict[str, str] | None = None, groups: dict[str, int] | None = None) -> None:
         super().__init__()
         self.layers = list(keep)
         self.schedule = schedule
         self.sparsity = {name: (sparsity or {}).get(name, "unstructured") for name in self.layers}
+        self.groups = {name: (groups or {}).get(name, 1) for name in self.layers}  # a grouped conv's towers
         # l_i counts groups (entries when unstructured)
-        self.k = {name: keep_count(group_count(weights[name].shape, self.sparsity[name]), keep[name])
-                  for name in self.layers}
+        self.k = {name: keep_count(group_count(weights[name].shape, self.sparsity[name], self.groups[name]),
+                                   keep[name]) for name in self.layers}
         self._terms: tuple[float, dict[str, torch.Tensor]] | None = None  # see add_penalty_grad_
         self.register_buffer("rho", torch.tensor(float(schedule.rho)))
         self.register_buffer("iteration", torch.tensor(0, dtype=torch.long))
@@ -134,7 +135,7 @@ class ADMMState(nn.Module):
         return getattr(self, f"u_{_key(name)}")
 
     def _project(self, name: str, w: torch.Tensor) -> torch.Tensor:
-        return w * group_mask(w, self.sparsity[name], self.k[name])
+        return w * group_mask(w, self.sparsity[name], self.k[name], self.groups[name])
 
     def penalty(self, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         """sum_i rho_scale * rho * ||W_i - Z_i + U_i||_F^2 (the squared Frobenius norm)."""

@@ -35,9 +35,9 @@ def magnitude_masks(model: nn.Module, keep: dict[str, float],
     structured ``sparsity`` type the top-k groups by L2 norm (the projection the Z-step used)."""
     layers, masks = prunable_layers(model), {}
     for name, frac in keep.items():
-        w = layers[name].weight
+        w, groups = layers[name].weight, getattr(layers[name], "groups", 1)
         kind = (sparsity or {}).get(name, "unstructured")
-        masks[name] = group_mask(w, kind, keep_count(group_count(w.shape, kind), frac))
+        masks[name] = group_mask(w, kind, keep_count(group_count(w.shape, kind, groups), frac), groups)
     return masks
 
 

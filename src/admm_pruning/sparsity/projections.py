@@ -3,7 +3,9 @@
 Unstructured: keep the k entries of largest magnitude. Structured (ADAM-ADMM): the weight is
 cut into groups and at most k groups may be nonzero; ||W - P||^2 is the sum of the squared
 norms of the groups P drops, so the projection keeps the k groups of largest L2 norm.
-Weights are (out, in) for Linear and (out, in, kh, kw) for Conv2d.
+Weights are (out, in) for Linear and (out, in, kh, kw) for Conv2d. A grouped conv (``groups``
+towers, as CaffeNet's conv2/4/5) is ``groups`` weight matrices side by side: its channel and
+shape groups are per tower, so column j of one tower is never tied to column j of another.
 """
 
 from __future__ import annotations
@@ -71,26 +73,42 @@ def group_dims(sparsity: str, ndim: int) -> tuple[int, ...]:
             "column": (1,), "shape": tuple(range(1, ndim))}[sparsity]
 
 
-def group_count(shape: torch.Size | tuple[int, ...], sparsity: str) -> int:
+def per_tower(sparsity: str, groups: int) -> bool:
+    """Whether a type's groups split by tower: channel and shape groups span the filters of one tower."""
+    return groups > 1 and sparsity in ("channel", "shape")
+
+
+def group_count(shape: torch.Size | tuple[int, ...], sparsity: str, groups: int = 1) -> int:
     """Number of groups a weight of this shape has: ``keep`` counts groups, not entries."""
-    return math.prod(shape[d] for d in group_dims(sparsity, len(shape)))
+    towers = groups if per_tower(sparsity, groups) else 1
+    return towers * math.prod(shape[d] for d in group_dims(sparsity, len(shape)))
 
 
-def group_mask(w: torch.Tensor, sparsity: str, k: int) -> torch.Tensor:
+def group_mask(w: torch.Tensor, sparsity: str, k: int, groups: int = 1) -> torch.Tensor:
     """Boolean mask (w's shape) keeping the k groups of largest L2 norm.
 
     Ties go to the lower group index (row-major over the group dimensions), as in
-    ``topk_mask``, which is exactly what the unstructured case runs.
+    ``topk_mask``, which is exactly what the unstructured case runs. A grouped conv's channel
+    and shape groups are taken per tower: the weight is viewed as (towers, out/towers, ...), and
+    the tower joins the group's index.
     """
     if sparsity == "unstructured":
         return topk_mask(w, k)
-    dims = group_dims(sparsity, w.dim())
+    if per_tower(sparsity, groups):
+        towers = w.reshape(groups, w.shape[0] // groups, *w.shape[1:])
+        dims = (0, *(d + 1 for d in group_dims(sparsity, w.dim())))
+        return _groups_mask(towers, dims, k).reshape(w.shape)
+    return _groups_mask(w, group_dims(sparsity, w.dim()), k)
+
+
+def _groups_mask(w: torch.Tensor, dims: tuple[int, ...], k: int) -> torch.Tensor:
+    """The k groups of largest L2 norm, a group indexed by ``dims`` and spanning the others."""
     other = tuple(d for d in range(w.dim()) if d not in dims)
     keep = topk_mask(w.detach().pow(2).sum(dim=other), k)  # squared norms: same order, no sqrt
     shape = [w.shape[d] if d in dims else 1 for d in range(w.dim())]
     return keep.reshape(shape).expand(w.shape).clone()
 
 
-def project(w: torch.Tensor, keep: float, sparsity: str = "unstructured") -> torch.Tensor:
+def project(w: torch.Tensor, keep: float, sparsity: str = "unstructured", groups: int = 1) -> torch.Tensor:
     """Proj onto {W: at most keep_count(groups, keep) nonzero groups}."""
-    return w * group_mask(w, sparsity, keep_count(group_count(w.shape, sparsity), keep))
+    return w * group_mask(w, sparsity, keep_count(group_count(w.shape, sparsity, groups), keep), groups)

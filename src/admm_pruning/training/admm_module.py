@@ -37,7 +37,9 @@ class ADMMModule(ClassifierModule):
         self.schedule = schedule
         self.steps_per_epoch = steps_per_epoch
         self.steps_per_iteration = schedule.steps_per_iteration(steps_per_epoch)
-        self.admm = ADMMState({n: w for n, w in self.layer_weights().items() if n in keep}, keep, schedule, sparsity)
+        groups = {n: getattr(model.get_submodule(n), "groups", 1) for n in keep}
+        self.admm = ADMMState({n: w for n, w in self.layer_weights().items() if n in keep}, keep, schedule, sparsity,
+                              groups)
         self.history: list[dict[str, Any]] = []
         self.converged = False
         self._updated_at = -1  # the optimizer step of the last Z/U update
