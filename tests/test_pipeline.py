@@ -152,3 +152,18 @@ def test_mnist10k_tries_the_test_set_download_and_fails_in_seconds_without_netwo
     assert f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz not found under DATA_DIR={tmp_path / 'nodata'}" in err
     assert "the download through torchvision failed" in err and "train-images" not in err
     assert not (tmp_path / "nodata").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_residual_network_runs_the_whole_pipeline_and_is_reported_as_not_a_chain(fake_data_dir, out_dirs):
+    """Every stage, the summary and the exports on a network with a skip path: its connectivity
+    is "not a chain" (no walk along the layers), its shrunk speedup unmeasured, nothing raises."""
+    s = run_experiment(compose_cfg([
+        "model=lenet300", "model.name=tiny_residual", "model.net._target_=residual_net.TinyResidual",
+        "~model.net.init", "+prune.keep.conv1=0.5", "+prune.keep.conv2=0.2", "+prune.keep.skip=0.5",
+        "+prune.keep.fc=0.1", "data=mnist",
+        f"data.data_dir={fake_data_dir}", "data.verify_md5=false", "data.val_size=200", "data.download=false",
+        *TINY, *out_dirs]))
+    assert s["connectivity"]["chain"] is False and "joins or splits paths" in s["connectivity"]["reason"]
+    assert s["connectivity"]["disconnected"] is None
+    assert s["per_layer"]["skip"]["nonzero"] == 64 and s["final_acc"] > 0.3
+    assert "not a chain" in s["flops"]["shrink_error"]  # no shrunk model: its speedup is not measured
