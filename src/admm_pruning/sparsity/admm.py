@@ -21,7 +21,6 @@ from torch import nn
 from admm_pruning.config import ConfigError
 from admm_pruning.sparsity.projections import group_count, group_mask, keep_count
 
-
 # How the W-step's lr moves inside the ADMM phase (``lr_policy``); None: ``multistep`` when
 # lr_drop_epochs is set, else a constant lr (the TF code).
 LR_POLICIES = (
