@@ -82,3 +82,28 @@ def test_masks_survive_lightning_checkpoint_and_resume(tmp_path):
     for name, mask in masks.items():
         assert torch.equal(restored[name], mask)
     assert_masked(fresh, masks)
+
+
+@pytest.mark.parametrize("masking", [True, False])
+def test_a_fit_whose_gradient_masking_fails_is_caught_before_the_masks_hide_it(masking, monkeypatch):
+    """With step masks the pruned entries are re-zeroed when the fit ends; if gradient masking
+    broke, weights would revive during training and still look sparse afterwards. The teardown
+    checks that no pruned entry moved before it re-masks."""
+    from admm_pruning.sparsity.masks import RevivedWeightsError, StepMasks
+    from admm_pruning.training.fast import FastPath
+
+    if not masking:
+        monkeypatch.setattr(StepMasks, "mask_grads_", lambda self: None)
+    x, y = torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=50)
+    model, masks = masked_lenet5()
+    module = ClassifierModule(model, partial(torch.optim.Adam, lr=1e-2))
+    module.fast = FastPath(False, False, True, 1)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    if masking:
+        trainer.fit(module, loader)
+        assert_masked(model, masks)
+    else:
+        with pytest.raises(RevivedWeightsError, match="pruned weights moved away from zero"):
+            trainer.fit(module, loader)

@@ -1,8 +1,8 @@
 """Entry point: ``admm-prune experiment=lenet5_admm_71x data=mnist10k`` (Hydra overrides).
 
 Exit status: 1 for Hydra's own errors (an unknown experiment, model, data or pruner), 2 for bad
-input (configuration or data), 3 for a run that went wrong (non-finite loss, or saved weights
-that do not back the claimed sparsity). Our errors are one ``error:`` line naming the key, file
+input (configuration or data), 3 for a run that went wrong (non-finite loss, pruned weights that moved
+during masked training, or saved weights that do not back the claimed sparsity). Our errors are one ``error:`` line naming the key, file
 or stage, and no summary is written.
 """
 
@@ -26,6 +26,7 @@ def main(cfg: DictConfig) -> float:
     from admm_pruning.data.mnist import DataError
     from admm_pruning.pipeline import run_experiment
     from admm_pruning.report.sparsity import SparsityMismatchError
+    from admm_pruning.sparsity.masks import RevivedWeightsError
     from admm_pruning.training.guards import NonFiniteLossError
 
     logging.getLogger("admm_pruning").setLevel(logging.INFO)
@@ -34,7 +35,7 @@ def main(cfg: DictConfig) -> float:
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except (NonFiniteLossError, SparsityMismatchError) as exc:
+    except (NonFiniteLossError, SparsityMismatchError, RevivedWeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(3)
     return summary["final_acc"]

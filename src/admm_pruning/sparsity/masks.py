@@ -116,6 +116,10 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+class RevivedWeightsError(RuntimeError):
+    """Pruned weights changed during masked training: the masks did not hold."""
+
+
 class StepMasks:
     """Masks held beside the model during a fit instead of in its forward pass (``fast.step_masks``).
 
@@ -147,6 +151,13 @@ class StepMasks:
             torch._foreach_mul_([g for g, _ in pairs], [s for _, s in pairs])
 
     def restore(self, model: nn.Module) -> None:
+        """Parametrize again, after checking that no pruned entry moved during the fit: re-masking
+        zeroes them, so weights revived by a broken gradient mask would otherwise look sparse."""
+        for name, w in zip(self.masks, self.weights, strict=True):
+            moved = int(torch.count_nonzero(w.detach()[~self.masks[name].to(w.device)]))
+            if moved:
+                raise RevivedWeightsError(f"layer {name}: {moved} pruned weights moved away from zero "
+                                          "during the fit (their gradients were not masked)")
         apply_masks(model, self.masks)  # zeroes the pruned entries again, then parametrizes
 
 
