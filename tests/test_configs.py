@@ -318,3 +318,17 @@ def test_round_counts_are_refused_before_anything_is_built(overrides, message):
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate(cfg, build)
+
+
+def test_every_invocation_gets_its_own_hydra_run_folder():
+    """A rejected run must not overwrite the .hydra/ record of the last good one: the run folder is
+    stamped to the microsecond, as sweep folders are."""
+    import re
+
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        run_dir = compose(config_name="train", return_hydra_config=True).hydra.run.dir
+    assert re.search(r"/hydra/lenet5_admm/mnist/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}$", run_dir), run_dir

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
@@ -16,6 +17,10 @@ from admm_pruning.models.layers import prunable_layers
 
 class ConfigError(ValueError):
     """A configuration value that cannot work, named by its key."""
+
+
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
 
 
 def as_number(key: str, value: object) -> float:
@@ -36,8 +41,8 @@ def validate(cfg: DictConfig, build: Callable[[], nn.Module]) -> None:
         _check_optimizer(path, value)
     for key in ("seed", "data.split_seed"):
         value = get_key(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}={value!r}: expected an integer")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+            raise ConfigError(f"{key}={value!r}: expected an integer from 0 to {MAX_SEED}")
     for key in ("data.verify_md5", "data.download", "flush_denormal", "fast.channels_last", "fast.fused_optimizer",
                 "fast.step_masks"):
         value = get_key(cfg, key)
@@ -45,6 +50,14 @@ def validate(cfg: DictConfig, build: Callable[[], nn.Module]) -> None:
             raise ConfigError(f"{key}={value!r}: expected true or false")
     _check_targets(cfg)
     _check_schedule(cfg)
+    _check_fractions(cfg)
+    _check_trainer(cfg)
+    checkpoint = get_key(cfg, "pretrain.checkpoint")
+    if checkpoint is not None and not str(checkpoint).strip():
+        raise ConfigError("pretrain.checkpoint='': give a file, or leave the key out to pretrain")
+    if checkpoint is None and get_key(cfg, "pretrain.epochs") == 0:
+        raise ConfigError("pretrain.epochs=0: the dense baseline would be untrained; give epochs >= 1, "
+                          "or a trained model as +pretrain.checkpoint=<file>")
     layers = prunable_layers(build())
     for name in cfg.prune.keep:
         if name not in layers:
@@ -129,6 +142,8 @@ def _check_schedule(cfg: DictConfig) -> None:
         value = get_key(cfg, key)
         if value is not None and as_number(key, value) < 0:
             raise ConfigError(f"{key}={value}: epoch counts must be >= 0")
+        if key != "budget.epochs" and value is not None and value != int(value):
+            raise ConfigError(f"{key}={value}: epoch counts must be whole numbers")
     if get_key(cfg, "retrain.epochs") is None and get_key(cfg, "budget.epochs") is None:
         raise ConfigError("retrain.epochs=null: set it, or set budget.epochs to derive it")
     for key in ("pretrain.batch_size", "retrain.batch_size", "pruner.batch_size", "pruner.iterations",
@@ -137,9 +152,46 @@ def _check_schedule(cfg: DictConfig) -> None:
         value = get_key(cfg, key)
         if value is not None and as_number(key, value) <= 0:
             raise ConfigError(f"{key}={value}: must be > 0")
+    for key in ("pruner.rho_multiplier", "pruner.rho_scale", "pruner.rho_max", "pruner.lr_drop_epochs"):
+        value = get_key(cfg, key)
+        if value is not None and as_number(key, value) <= 0:
+            raise ConfigError(f"{key}={value}: must be > 0")
+    for key in ("pruner.eps", "pruner.l2", "pretrain.l2", "retrain.l2"):
+        value = get_key(cfg, key)
+        if value is not None and as_number(key, value) < 0:
+            raise ConfigError(f"{key}={value}: must be >= 0")
     value = get_key(cfg, "pruner.round_retrain_epochs")
     if value is not None and as_number("pruner.round_retrain_epochs", value) < 0:
         raise ConfigError(f"pruner.round_retrain_epochs={value}: epoch counts must be >= 0")
+
+
+def _check_fractions(cfg: DictConfig) -> None:
+    """Dropout rates in [0, 1) and the lr drop factor in (0, 1]: torch checks dropout only when the
+    layer is built, which for retraining is after two stages have trained."""
+    for key in ("model.dropout", "pretrain.dropout", "retrain.dropout", "pruner.dropout", "pruner.retrain_dropout"):
+        value = get_key(cfg, key)
+        if value is not None and not 0.0 <= as_number(key, value) < 1.0:
+            raise ConfigError(f"{key}={value}: a dropout rate must lie in [0, 1)")
+    value = get_key(cfg, "pruner.lr_drop_gamma")
+    if value is not None and not 0.0 < as_number("pruner.lr_drop_gamma", value) <= 1.0:
+        raise ConfigError(f"pruner.lr_drop_gamma={value}: must lie in (0, 1]")
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    """The trainer settings Lightning would take, or fail on only once training starts."""
+    precision = str(get_key(cfg, "trainer.precision"))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision}: expected one of {', '.join(PRECISIONS)}")
+    accelerator = get_key(cfg, "trainer.accelerator")
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={accelerator}: no GPU is visible to torch on this machine")
+    if precision == "16-mixed" and not gpu:
+        raise ConfigError("trainer.precision=16-mixed: fp16 mixed precision needs a GPU (on the CPU Lightning "
+                          "would run bf16-mixed instead); ask for trainer.precision=bf16-mixed")
+    value = get_key(cfg, "trainer.accumulate_grad_batches")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"trainer.accumulate_grad_batches={value!r}: expected an integer >= 1")
 
 
 def get_key(cfg: DictConfig, key: str) -> object:

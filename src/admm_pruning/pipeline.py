@@ -22,6 +22,7 @@ from admm_pruning.models.layers import prunable_layers
 from admm_pruning.models.pretrained import file_sha256, load_dense_checkpoint
 from admm_pruning.plan import Plan, initial_plan, profiled_plan
 from admm_pruning.pruners.base import PruneJob, Pruner, build_pruner
+from admm_pruning.report.destination import check_writable, results_path
 from admm_pruning.report.provenance import note_code_version
 from admm_pruning.report.summary import publish
 from admm_pruning.sparsity.masks import apply_masks, plain_state_dict, remove_masks
@@ -75,9 +76,13 @@ def _scores(ctx: StageContext, model: nn.Module, prefix: str) -> dict[str, Any]:
     return out
 
 
-def check(cfg: DictConfig, build: Callable[[], nn.Module]) -> Pruner:
-    """Everything that can be refused before any data is read or folder written."""
+def check(cfg: DictConfig, build: Callable[[], nn.Module]) -> tuple[Pruner, Path]:
+    """Everything that can be refused before any data is read or folder written; returns the
+    pruner and the folder the results will go to."""
     validate(cfg, build)
+    out = results_path(cfg)
+    check_writable("paths.results_dir", out)
+    check_writable("paths.artifacts_dir", Path(cfg.paths.artifacts_dir))
     pruner = build_pruner(cfg.pruner)
     if cfg.pretrain.get("checkpoint"):  # a missing or mismatched file fails here
         load_dense_checkpoint(build(), cfg.pretrain.checkpoint)
@@ -85,7 +90,7 @@ def check(cfg: DictConfig, build: Callable[[], nn.Module]) -> Pruner:
         check_sparsity(prunable_layers(build()), cfg.prune.keep, getattr(pruner, "sparsity", None))
     except SparsityError as exc:
         raise ConfigError(str(exc)) from exc
-    return pruner
+    return pruner, out
 
 
 def flush_denormals(cfg: DictConfig) -> None:
@@ -109,7 +114,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         return instantiate(cfg.model.net)
 
     apply_trial(cfg)  # a tuning trial's overrides, before anything is checked
-    pruner = check(cfg, build)
+    pruner, out = check(cfg, build)
     sizes = {n: m.weight.numel() for n, m in prunable_layers(build()).items()}
     data = instantiate(cfg.data).setup()  # fails here, before any folder is written
     logger_factory = instantiate(cfg.logger) if cfg.get("logger") else None
@@ -125,7 +130,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     pruned = stages.prune(pruner, plan, dense)
     final = stages.retrain(pruner, plan, pruned)
     return publish(cfg, ctx, {"pretrain": dense, "prune": pruned, "retrain": final}, plan, pruner,
-                   stages.load(final), logger_factory, start)
+                   stages.load(final), logger_factory, start, out)
 
 
 class Stages:

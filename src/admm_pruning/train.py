@@ -1,9 +1,9 @@
 """Entry point: ``admm-prune experiment=lenet5_admm_71x data=mnist10k`` (Hydra overrides).
 
 Exit status: 1 for Hydra's own errors (an unknown experiment, model, data or pruner), 2 for bad
-input (configuration or data), 3 for a run that went wrong (non-finite loss, pruned weights that moved
-during masked training, or saved weights that do not back the claimed sparsity). Our errors are one ``error:`` line naming the key, file
-or stage, and no summary is written.
+input (configuration or data), 3 for a run that went wrong (non-finite loss, pruned weights that
+moved during masked training, or saved weights that do not back the claimed sparsity). Our errors
+are one ``error:`` line naming the key, file or stage, and no summary is written.
 """
 
 from __future__ import annotations

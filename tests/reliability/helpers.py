@@ -39,7 +39,12 @@ def outcome(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary_at(root: Path) -> dict[str, Any]:
-    return json.loads((root / RESULTS / "summary.json").read_text())
+    """The run's summary: in RESULTS for a run in this process, beside it for a CLI run, whose
+    overrides (one epoch per stage ...) make it a variant of the experiment (report/destination.py)."""
+    found = [root / RESULTS / "summary.json"] if (root / RESULTS).exists() else \
+        list((root / RESULTS.parent).glob(f"{RESULTS.name}+*/summary.json"))
+    (path,) = found
+    return json.loads(path.read_text())
 
 
 def stage_dir(root: Path, name: str) -> Path:

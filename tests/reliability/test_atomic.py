@@ -114,3 +114,21 @@ def test_a_damaged_stage_is_reported_by_path_and_recomputed(baseline, data_dir, 
     assert outcome(s) == outcome(base)  # recomputed to the same result (deterministic CPU)
     metrics = json.loads((stage_dir(root, stage) / "metrics.json").read_text())
     assert metrics["resumed"] is False and set(metrics["artifacts"]) >= {"weights.pt"}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_take_the_umasks_mode_not_mkstemps_private_one(tmp_path, umask, mode):
+    """On a shared file system colleagues read the results: a file gets what the umask allows."""
+    import os
+
+    from admm_pruning.store.stages import save_tensors, write_json
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "summary.json", {"a": 1})
+        save_tensors(tmp_path / "weights.pt", {"w": torch.zeros(2)})
+    finally:
+        os.umask(old)
+    for name in ("summary.json", "weights.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+

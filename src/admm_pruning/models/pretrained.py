@@ -52,7 +52,10 @@ def load_dense_checkpoint(model: nn.Module, path: str | Path) -> str:
     key = f"pretrain.checkpoint={path}"
     if not Path(path).is_file():
         raise ConfigError(f"{key}: no such file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch's own errors: the file is not a tensor file
+        raise ConfigError(f"{key}: not a PyTorch checkpoint of tensors ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{key}: not a state dict of tensors")
     if any(k.startswith(("features.", "classifier.")) for k in state):

@@ -14,6 +14,7 @@ from torch import nn
 
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.report.connectivity import connectivity
+from admm_pruning.report.destination import task_overrides, variant_overrides
 from admm_pruning.report.flops import flop_report
 from admm_pruning.report.provenance import provenance
 from admm_pruning.report.sparsity import count_sparsity, table_rows, write_table
@@ -53,7 +54,7 @@ def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageRes
     types = getattr(pruner, "sparsity", {}) or {}
     return {
         "experiment": cfg.experiment_name, "data": cfg.data.name, "pruner": pruner.name, "model": cfg.model.name,
-        "seed": cfg.seed, "split_seed": cfg.data.split_seed,
+        "seed": cfg.seed, "split_seed": cfg.data.split_seed, "variant": variant_overrides(cfg, task_overrides()),
         **{k: v for s in stages.values() for k, v in s.metrics.items() if k in SCORES},
         "compression": sparsity["compression"], "conv_compression": sparsity["conv_compression"],
         "sparsity": {n: types.get(n, "unstructured") for n in plan.keep},
@@ -80,8 +81,9 @@ def build_summary(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageRes
 
 
 def publish(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], plan: Any, pruner: Any,
-            final: nn.Module, logger_factory: LoggerFactory | None, start: float) -> dict[str, Any]:
-    """Verify the summary against the files on disk, export the shrunk model, then write and log."""
+            final: nn.Module, logger_factory: LoggerFactory | None, start: float, out: Path) -> dict[str, Any]:
+    """Verify the summary against the files on disk, export the shrunk model, then write it to
+    ``out`` and log it."""
     summary = build_summary(cfg, ctx, stages, plan, pruner, final, start)
     if not is_launch_rank_zero():  # DDP: every rank ran the stages; rank 0 publishes
         return summary
@@ -91,7 +93,6 @@ def publish(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], 
     sample = next(iter(ctx.data.loader("test", 256)))[0].cpu()  # the data may live on a GPU, the model not
     summary["export"] = verify_export(final, sample, Path(summary["export_dir"]))
     summary["storage"]["export_files"] = {"bytes": summary["export"].get("files"), "holds": EXPORT_FILES}
-    out = Path(cfg.paths.results_dir) / cfg.results_subdir
     if summary["connectivity"]["disconnected"]:
         log.warning("disconnected network: some output classes receive no signal from the input (%s)",
                     summary["connectivity"]["per_layer"])

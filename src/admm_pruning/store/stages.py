@@ -40,12 +40,22 @@ def settings_hash(settings: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def umask_mode() -> int:
+    """The mode a plain ``open`` gives a new file under the current umask (0o644 for umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file.
+    The file gets the umask's mode, not mkstemp's private 0600: results on a shared file system
+    stay readable by whoever the umask lets read them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, umask_mode())
         write(Path(tmp))
         os.replace(tmp, path)
     finally:
