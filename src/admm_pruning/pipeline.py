@@ -81,8 +81,8 @@ def check(cfg: DictConfig, build: Callable[[], nn.Module]) -> tuple[Pruner, Path
     pruner and the folder the results will go to."""
     validate(cfg, build)
     out = results_path(cfg)
-    check_writable("paths.results_dir", out)
-    check_writable("paths.artifacts_dir", Path(cfg.paths.artifacts_dir))
+    check_writable("paths.results_dir", cfg.paths.results_dir, out)
+    check_writable("paths.artifacts_dir", cfg.paths.artifacts_dir, Path(cfg.paths.artifacts_dir))
     pruner = build_pruner(cfg.pruner)
     if cfg.pretrain.get("checkpoint"):  # a missing or mismatched file fails here
         load_dense_checkpoint(build(), cfg.pretrain.checkpoint)

@@ -113,10 +113,10 @@ def _recorded_variant(summary: Path) -> list[str] | None:
     return sorted(recorded) if isinstance(recorded, list) else None
 
 
-def check_writable(key: str, folder: Path) -> None:
+def check_writable(key: str, value: object, folder: Path) -> None:
     """Refuse, before anything trains, a folder that cannot be created or written: a file is
     created and removed in its nearest existing ancestor (permissions, a read-only file system, a
-    file in the way), so the check writes nothing."""
+    file in the way), so the check writes nothing. ``key=value`` is the setting that put it there."""
     ancestor = folder.absolute()
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -126,4 +126,4 @@ def check_writable(key: str, folder: Path) -> None:
         with tempfile.TemporaryFile(dir=ancestor):
             pass
     except OSError as exc:
-        raise ConfigError(f"{key}={str(folder)!r}: cannot write there ({exc.strerror or exc})") from exc
+        raise ConfigError(f"{key}={str(value)!r}: cannot write {folder} ({exc.strerror or exc})") from exc
