@@ -36,7 +36,7 @@ class Recording(ADMMModule):
 
 def fit(precision: str = "32-true", accumulate: int = 1, steps_per_epoch: int = 8, epochs_per_iteration=100.0,
         iterations: int = 1000, rho: float = RHO, optimizer=None, max_steps: int = 3, epochs: int = 1,
-        l2: float = L2, fused: bool = False):
+        l2: float = L2, fused: bool = False, device: str = "cpu"):
     """Trains LeNet-300 with ADMMModule; returns the module and, per optimizer step, the gradient the
     optimizer applied with the weights, Z, U and rho it was applied at."""
     torch.manual_seed(0)
@@ -67,8 +67,8 @@ def fit(precision: str = "32-true", accumulate: int = 1, steps_per_epoch: int = 
     # Lightning turns "16-mixed" into bf16 on CPU; the fp16 plugin with its GradScaler (as on a GPU)
     # is given explicitly so that loss scaling is exercised here.
     amp = {"plugins": [MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))]} \
-        if precision == "16-mixed" else {"precision": precision}
-    trainer = pl.Trainer(accelerator="cpu", **amp, accumulate_grad_batches=accumulate,
+        if precision == "16-mixed" and device == "cpu" else {"precision": precision}
+    trainer = pl.Trainer(accelerator=device, devices=1, **amp, accumulate_grad_batches=accumulate,
                          max_steps=max_steps, max_epochs=epochs, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, loader())
@@ -79,7 +79,7 @@ def task_grad(state: dict, batches: list, n: str) -> torch.Tensor:
     """d/dW of the mean cross-entropy over ``batches`` (as accumulation averages), in fp32."""
     net = LeNet300()
     net.load_state_dict(state)
-    return torch.autograd.grad(sum(F.cross_entropy(net(x), y) for x, y in batches) / len(batches),
+    return torch.autograd.grad(sum(F.cross_entropy(net(x.cpu()), y.cpu()) for x, y in batches) / len(batches),
                                net.get_submodule(n).weight)[0]
 
 
@@ -91,23 +91,31 @@ def task_grad(state: dict, batches: list, n: str) -> torch.Tensor:
     ("16-mixed", 1, 0.05, 2.0, 1e-6, True),
     ("32-true", 2, 1e-6, L2, RHO, False),     # accumulation: the penalty once per optimizer step, not per batch
 ])
-def test_applied_gradient_is_task_plus_l2_plus_rho_times_residual(precision, accumulate, tol, l2, rho, fused):
+def test_applied_gradient_is_task_plus_l2_plus_rho_times_residual(precision, accumulate, tol, l2, rho, fused,
+                                                                  device="cpu"):
     """fp32: every entry within ``tol``. fp16: the task gradient runs in half precision (a ReLU can
     flip), so the check is on the whole layer: ||applied - task - added|| <= tol * ||added||; terms
     divided by the loss scale (65,536) would leave a relative error of 1."""
-    module, steps = fit(precision, accumulate, rho=rho, l2=l2, fused=fused)
+    module, steps = fit(precision, accumulate, rho=rho, l2=l2, fused=fused, device=device)
     assert len(steps) == 3
     for i, s in enumerate(steps):
         batches = module.batches[s["batches"] - accumulate: s["batches"]]
         for n in KEEP:
             w, z, u = s["w"][n], s["z"][n], s["u"][n]
-            added = l2 * w + s["rho"] * (w - z + u)
-            error = s["grad"][n] - task_grad(s["state"], batches, n) - added
+            added = (l2 * w + s["rho"] * (w - z + u)).cpu()
+            error = s["grad"][n].cpu() - task_grad(s["state"], batches, n) - added
             if precision == "16-mixed":
                 assert error.norm() <= tol * added.norm(), (i, n, float(error.norm() / added.norm()))
             else:
                 assert added.abs().max() > 1e3 * tol, "the added terms must be large enough to be seen"
                 assert torch.allclose(error, torch.zeros_like(error), atol=tol), (i, n, accumulate)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (benchmarks/gpu_check.sh runs it where one is)")
+@pytest.mark.parametrize("fused", [False, True])
+def test_fp16_on_cuda_applies_the_penalty_and_l2_unscaled(fused):
+    """The same check with Lightning's own fp16 GradScaler on a GPU, fused optimizer or not."""
+    test_applied_gradient_is_task_plus_l2_plus_rho_times_residual("16-mixed", 1, 0.05, L2, RHO, fused, device="cuda")
 
 
 def test_z_u_updates_follow_optimizer_steps_under_accumulation():
