@@ -1,0 +1,71 @@
+"""Paired comparisons and their verdicts against answers computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from admm_pruning.analysis.paired import holm, outcome, paired, seeds_needed, welch
+
+
+def test_a_constant_per_seed_difference_is_a_difference_not_a_tie():
+    """The issue's example: every per-seed difference is 0.30 pt, so A is better; the old
+    interval-overlap rule called it a tie (Welch alone rejects equality: t = 3.67, 4 df)."""
+    a, b = [0.990, 0.991, 0.992], [0.987, 0.988, 0.989]
+    d = paired(a, b)
+    assert d.mean == pytest.approx(0.003) and d.n == 3 and d.sd == pytest.approx(0.0, abs=1e-12)
+    assert outcome(d, "A", "B") == "A better"
+    w = welch(a, b)
+    assert w.mean / w.se == pytest.approx(3.674, abs=1e-3) and w.df == pytest.approx(4.0)
+    assert not w.paired and outcome(w, "A", "B") == "A better"
+
+
+def test_a_paired_interval_computed_by_hand():
+    """d = 0.2, 0.4, 0.9 pt: mean 0.5, sd 0.3606, se 0.2082, t(0.975, 2) = 4.3027:
+    95% interval 0.5 -/+ 0.8957 = (-0.3957, 1.3957) pt; p = 0.138; undecided."""
+    d = paired([0.992, 0.994, 0.999], [0.990, 0.990, 0.990])
+    lo, hi = d.interval(0.95)
+    assert (100 * lo, 100 * hi) == pytest.approx((-0.3957, 1.3957), abs=1e-3)
+    assert d.df == 2 and d.p_difference() == pytest.approx(0.1382, abs=1e-3)
+    assert outcome(d, "A", "B").startswith("undecided (about n=")
+
+
+def test_holm_against_a_hand_computation():
+    """p = 0.01, 0.04, 0.03 (m = 3): 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, raised to
+    0.06 to stay monotone. None (no test at that target) stays out of the family."""
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.2, None, 0.01]) == [pytest.approx(0.2), None, pytest.approx(0.02)]
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_equivalence_within_the_margin():
+    """d = 0.02, -0.01, 0.03, 0.00, 0.01 pt: mean 0.01, se 0.00707 pt, t(0.95, 4) = 2.132:
+    the 90% interval (-0.005, 0.025) pt lies inside +-0.1 pt; the 95% one contains 0."""
+    base = [0.99] * 5
+    d = paired([x + e / 100 for x, e in zip(base, [0.02, -0.01, 0.03, 0.00, 0.01], strict=True)], base)
+    lo, hi = d.interval(0.90)
+    assert (100 * lo, 100 * hi) == pytest.approx((-0.00507, 0.02507), abs=1e-4)
+    assert outcome(d, "A", "B") == "equivalent within ±0.1 pt"
+
+
+def test_one_seed_gives_no_interval_and_no_verdict():
+    d = paired([0.99], [0.98])
+    assert d.interval() is None and d.p_difference() is None and seeds_needed(d) is None
+    assert outcome(d, "A", "B") == "undecided (n=1: no spread)"
+
+
+def test_holm_adjusted_p_values_can_turn_a_difference_undecided():
+    """d = 0.3, 0.4, 0.2 pt: t = 5.196 on 2 df, p = 0.035 alone; the smallest of three p's is
+    multiplied by 3 (0.105), so checked beside two other targets it decides nothing."""
+    d = paired([0.993, 0.994, 0.992], [0.990, 0.990, 0.990])
+    assert d.p_difference() == pytest.approx(0.0351, abs=1e-3) and outcome(d, "A", "B") == "A better"
+    assert outcome(d, "A", "B", p_diff=holm([d.p_difference(), 0.5, 0.6])[0]).startswith("undecided")
+
+
+def test_the_seeds_needed_follow_the_observed_spread():
+    """mean 0.5 pt, sd 0.3606 pt: at n = 4, t(0.975, 3) x sd / 2 = 0.574 > 0.5; at n = 5,
+    2.776 x 0.3606 / 2.236 = 0.448 < 0.5: five seeds would show the difference."""
+    d = paired([0.992, 0.994, 0.999], [0.990, 0.990, 0.990])
+    assert seeds_needed(d) == 5
+    assert math.isclose(d.sd, 0.003606, rel_tol=1e-3)
