@@ -69,3 +69,15 @@ def test_the_seeds_needed_follow_the_observed_spread():
     d = paired([0.992, 0.994, 0.999], [0.990, 0.990, 0.990])
     assert seeds_needed(d) == 5
     assert math.isclose(d.sd, 0.003606, rel_tol=1e-3)
+
+
+def test_the_issue_example_wins_its_target_in_the_report():
+    """Through the report's verdict at one target: the runs of a seed share its dense model, so the
+    constant 0.30-pt difference wins (the interval-overlap rule called it a tie within noise)."""
+    from admm_pruning.analysis.compare import target_verdict
+    from admm_pruning.analysis.runs import Point
+
+    accs = {"A": (0.990, 0.991, 0.992), "B": (0.987, 0.988, 0.989)}
+    pts = {p: Point(p, 71.2, [{"final_acc": x, "seed": s, "dense_acc": 0.99, "compression": 71.2}
+                              for s, x in enumerate(a)]) for p, a in accs.items()}
+    assert target_verdict(pts) == "A wins"

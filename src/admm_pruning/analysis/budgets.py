@@ -1,7 +1,7 @@
 """report.md of a tuned comparison (study=compare): per budget, each pruner's chosen setting on fresh
-seeds, accuracy change against each run's own dense model with 95% intervals, verdicts that call a
-tie within noise, the highest compression within 0.1 / 0.5 / 1.0 pt chosen on validation, and the
-verdict on the paper's claim (ADMM reaches a higher compression than Han at no loss).
+seeds, its frontier (chosen on validation), the paired differences between pruners and against each
+run's own dense model with their outcomes (better, equivalent, undecided; Holm across targets), and
+the verdict on the paper's claim (ADMM reaches a higher compression than Han at no loss).
 
 Usage: python -m admm_pruning.analysis.budgets STUDY_DIR [--paper STUDY] [--wandb]
 (STUDY_DIR holds tuning/ and runs/, e.g. results/lenet5_mnist10k_compare).
@@ -18,13 +18,14 @@ from typing import Any
 
 from admm_pruning.analysis.aggregate import log_to_wandb
 from admm_pruning.analysis.budget_plot import plot_changes
-from admm_pruning.analysis.compare import TIE, per_target_table, point_at, versus
+from admm_pruning.analysis.claims import HOLM, change_table, compare_across, comparison_table, frontier, frontier_table
+from admm_pruning.analysis.compare import per_target_table
+from admm_pruning.analysis.paired import MARGIN as NO_LOSS
+from admm_pruning.analysis.paired import Difference
 from admm_pruning.analysis.paper import study_points
 from admm_pruning.analysis.report import made_on, tolerance_table
 from admm_pruning.analysis.runs import Point, Study, load_runs, study
-from admm_pruning.analysis.stats import Estimate, estimate
-
-NO_LOSS = 0.1  # points below dense that still count as "no loss"
+from admm_pruning.analysis.verdicts import signed
 
 
 def by_budget(runs: list[dict]) -> dict[int, Study]:
@@ -35,48 +36,32 @@ def by_budget(runs: list[dict]) -> dict[int, Study]:
     return {b: study(rs) for b, rs in sorted(groups.items())}
 
 
-def change(point: Point) -> Estimate:
-    """Final minus the run's own dense test top-1, over seeds: the paired change each seed measures."""
-    return estimate(r["final_acc"] - r["dense_acc"] for r in point.runs)
-
-
-def _signed(e: Estimate) -> str:
-    ci = e.interval
-    spread = "" if ci is None else f", CI {100 * ci[0]:+.2f} to {100 * ci[1]:+.2f}"
-    return f"{100 * e.mean:+.2f} ± {100 * e.sd:.2f} (n={e.n}{spread})"
-
-
-def change_table(s: Study) -> list[str]:
-    """Accuracy change against own dense, in points, per pruner and target."""
-    keys = sorted({pt.key for pts in s.points.values() for pt in pts})
-    lines = ["Change of test top-1 against each run's own dense model, in points: mean ± sd over seeds "
-             "(n, 95% interval of the mean, Student t).", "",
-             "| target | " + " | ".join(s.pruners) + " |", "|---:|" + "---:|" * len(s.pruners)]
-    for k in keys:
-        cells = [_signed(change(pt)) if (pt := point_at(s.points[p], k)) else "-" for p in s.pruners]
-        lines.append(f"| {k:g}x | " + " | ".join(cells) + " |")
-    return lines
-
-
 def claim_verdict(s: Study, budget: int) -> tuple[str, str | None]:
-    """The paper's claim at one budget: does ADMM reach a higher compression than Han within
-    NO_LOSS of dense (chosen on validation), backed at that target by separated test intervals?"""
+    """The paper's claim at one budget: does ADMM reach a higher compression than Han within NO_LOSS
+    of dense (the frontier, chosen on validation), and is it better than Han there, paired by seed
+    (Holm-adjusted across the targets)? Returns the sentence and the winner (None: undecided)."""
     if "admm" not in s.best or "han" not in s.best:
         return f"At {budget} epochs: admm or han is missing, no verdict.", None
-    a, h = s.best["admm"][NO_LOSS], s.best["han"][NO_LOSS]
-    outcome = versus(s, "admm", "han", NO_LOSS)
-    reach = (f"within {NO_LOSS} pt of dense on validation, admm reaches {_reach(a)} and han {_reach(h)}")
-    if outcome.winner == "admm":
+    (fa, ta), (fh, th) = frontier(s, "admm"), frontier(s, "han")
+    at = {k: (d, o) for k, d, o in compare_across(s, "admm", "han")}
+    lead = "admm" if fa and (fh is None or fa.key > fh.key) else "han" if fh and (fa is None or fh.key > fa.key) \
+        else None
+    top = {"admm": fa, "han": fh}.get(lead)
+    winner = lead if top is not None and at.get(top.key, (None, ""))[1].startswith(f"{lead} better") else None
+    if winner == "admm":
         head = "the claim holds"
-    elif outcome.winner == "han":
+    elif winner == "han":
         head = "the claim fails: Han reaches the higher compression"
     else:
-        head = f"no difference shown ({TIE})"
-    return f"At {budget} epochs, {head}: {reach}; {outcome.why}.", outcome.winner
+        head = "undecided"
+    reach = (f"within {100 * NO_LOSS:g} pt of dense on validation, admm reaches {_reach(fa, ta)} "
+             f"and han {_reach(fh, th)}")
+    per_target = "; ".join(f"{k:g}x: {o}, {signed(d)}" for k, (d, o) in at.items())
+    return f"At {budget} epochs, {head}: {reach}; admm - han per target ({HOLM}): {per_target}.", winner
 
 
-def _reach(p: Point | None) -> str:
-    return "no target" if p is None else f"{p.key:g}x (test {p.test.cell()})"
+def _reach(p: Point | None, test: Difference | None) -> str:
+    return "no target" if p is None or test is None else f"{p.key:g}x (test change {signed(test)})"
 
 
 def budget_table(studies: dict[int, Study], tol: float) -> list[str]:
@@ -150,19 +135,23 @@ def render(study_dir: Path, runs: list[dict], tuning: list[dict], paper: list[di
     seeds = ", ".join(str(x) for x in sorted({r["seed"] for r in runs}))
     budgets = " and ".join(f"{b}" for b in studies)
     out = [f"# {models} on {data}: tuned comparison, budgets of {budgets} epochs after the dense model", "",
+           "Every comparison is paired by seed: the pruners of one seed start from that seed's dense model, so "
+           "the per-seed differences decide (better, equivalent within ±0.1 pt, or undecided), with "
+           f"{HOLM}. Intervals are Student t (scipy), 95% unless said.", "",
            f"Read `{study_dir}`: {len(runs)} reporting runs (seeds {seeds}) and {where_tuned(runs, tuning)}. "
            "Each pruner ran the setting its own tuning chose on validation; test was read once, here.", "",
            "Made on:", "", *made_on([*runs, *tuning]), "",
            *cost_lines([*runs, *tuning]), "", "## The paper's claim: ADMM reaches a higher compression than Han "
-           f"at no loss (within {NO_LOSS} pt)", "", *[f"- {v[0]}" for v in verdicts.values()], "",
+           f"at no loss (within {100 * NO_LOSS:g} pt)", "", *[f"- {v[0]}" for v in verdicts.values()], "",
            "## Highest compression within 0.1 / 0.5 / 1.0 pt of dense, by budget (chosen on validation)", ""]
     for tol in (0.1, 0.5, 1.0):
         out += [f"Within {tol} pt:", "", *budget_table(studies, tol), ""]
     out += ["## The settings tuning chose", "", "Each reporting target used the choice made at the tuning target "
             "nearest to it (log2).", "", *settings_table(runs), ""]
     for b, s in studies.items():
-        out += [f"## Budget: {b} epochs after the dense model", "", *tolerance_table(s), "",
-                *per_target_table(s), "", *change_table(s), ""]
+        out += [f"## Budget: {b} epochs after the dense model", "", *frontier_table(s), "",
+                *comparison_table(s, "admm"), "", *change_table(s), "", *tolerance_table(s), "",
+                *per_target_table(s), ""]
     if paper:
         out += ["## Paper reference (quoted, not measured)", "",
                 *[f"- {p['label']}: {p['compression']}x" + (", no loss" if p.get("no_loss") else "") for p in paper],

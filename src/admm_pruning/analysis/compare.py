@@ -1,8 +1,9 @@
-"""Verdicts between pruners: a win only where the 95% intervals of test accuracy do not overlap.
+"""Verdicts between pruners: a win only where the paired difference of test accuracy says so.
 
 Two seeds that differ by a tenth of a point do not show that one method is better; every
-"beats"/"dominates" the reports print goes through `versus` or `target_verdict` so it is backed by
-separated intervals, and everything else is called a tie within noise.
+"beats"/"dominates" the reports print goes through `versus` or `target_verdict`, so it is backed by
+a paired test at 5% (analysis/verdicts.py: per-seed differences from the shared dense models, Welch
+where the runs share none), and everything else is called undecided.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from admm_pruning.analysis.runs import Point, Study
-from admm_pruning.analysis.stats import separated
+from admm_pruning.analysis.verdicts import decide, difference, signed
 
-TIE = "tie within noise"
+TIE = "undecided: no difference shown at 5%"
 
 
 @dataclass(frozen=True)
@@ -32,27 +33,28 @@ def point_at(points: list[Point], key: float) -> Point | None:
 
 
 def versus(s: Study, a: str, b: str, tol: float = 0.5) -> Versus:
-    """Does a or b reach a higher compression within tol, backed at that target by separated intervals?
+    """Does a or b reach a higher compression within tol, backed at that target by a paired test?
 
     The pruner with the higher selected target leads; it wins only if, at that target, its test
-    accuracy's 95% interval lies above the other's. Same target, no runs to compare, or overlap: tie.
+    accuracy is higher than the other's at 5% (paired by seed). Same target, no runs: undecided.
     """
     pa, pb = s.best[a][tol], s.best[b][tol]
     if pa is None and pb is None:
         return Versus(None, f"neither has a point within {tol} pts: {TIE}")
     if pa is not None and pb is not None and pa.key == pb.key:
-        return Versus(None, f"both reach {pa.key:g}x, a tie in compression; their accuracies there are compared "
-                            "per target below")
+        return Versus(None, f"both reach {pa.key:g}x, the same compression; their accuracies there are "
+                            "compared per target below")
     lead, other = (a, b) if pb is None or (pa is not None and pa.key > pb.key) else (b, a)
     top = s.best[lead][tol]
     theirs = point_at(s.points[other], top.key)
     if theirs is None:
         return Versus(None, f"`{other}` has no runs at {top.key:g}x, so no interval backs `{lead}`'s "
                             f"higher compression: {TIE}")
-    said = f"at {top.key:g}x `{lead}` {top.test.cell()} vs `{other}` {theirs.test.cell()}"
-    if separated(top.test, theirs.test) > 0:
-        return Versus(lead, f"{said}: the 95% intervals do not overlap, `{lead}` wins")
-    return Versus(None, f"{said}: the 95% intervals overlap (or n < 2), {TIE}")
+    said = (f"at {top.key:g}x `{lead}` {top.test.cell()} vs `{other}` {theirs.test.cell()}, difference "
+            f"{signed(difference(top, theirs))}")
+    if decide(top, theirs) > 0:
+        return Versus(lead, f"{said}: `{lead}` better at 5%, `{lead}` wins")
+    return Versus(None, f"{said}: {TIE}")
 
 
 def dominance(s: Study, focus: str = "admm", tol: float = 0.5) -> tuple[bool | None, list[str]]:
@@ -76,9 +78,9 @@ def dominance(s: Study, focus: str = "admm", tol: float = 0.5) -> tuple[bool | N
     dominates = len(wins) == len(others)
     if dominates:
         head = (f"At {tol} points tolerance `{focus}` dominates: against every other pruner it reaches a higher "
-                "compression, and at that target its 95% interval of test accuracy lies above theirs.")
+                "compression, and at that target its test accuracy is higher at 5%, paired by seed.")
     else:
-        parts = [f"beats {_names(wins)}" if wins else "", f"ties with {_names(ties)}" if ties else "",
+        parts = [f"beats {_names(wins)}" if wins else "", f"is undecided against {_names(ties)}" if ties else "",
                  f"is beaten by {_names(losses)}" if losses else ""]
         head = f"At {tol} points tolerance `{focus}` does not dominate: it " + "; it ".join(p for p in parts if p) + "."
     return dominates, [head, "", *lines]
@@ -89,22 +91,23 @@ def _names(pruners: list[str]) -> str:
 
 
 def target_verdict(at: dict[str, Point]) -> str:
-    """At one target: the most accurate pruner wins only if its interval lies above every other's."""
+    """At one target: the most accurate pruner wins only if it is better than every other at 5%."""
     if len(at) == 1:
         return f"only {next(iter(at))}"
     leader = max(at, key=lambda p: at[p].test.mean)
-    tied = [p for p in sorted(at) if p != leader and separated(at[leader].test, at[p].test) <= 0]
+    tied = [p for p in sorted(at) if p != leader and decide(at[leader], at[p]) <= 0]
     if not tied:
         return f"{leader} wins"
     below = [p for p in sorted(at) if p != leader and p not in tied]
-    return f"{TIE}: {', '.join([leader, *tied])}" + (f"; {leader} above {', '.join(below)}" if below else "")
+    return f"undecided between {', '.join([leader, *tied])}" + (f"; {leader} above {', '.join(below)}" if below else "")
 
 
 def per_target_table(s: Study) -> list[str]:
     """Mean ± sd, n and 95% interval of final test top-1 per pruner and target, with the verdict."""
     keys = sorted({pt.key for pts in s.points.values() for pt in pts})
     lines = ["Final test top-1 per pruner: mean ± sd over seeds (n, 95% interval of the mean, Student t). "
-             f"A pruner wins a target only if its interval lies above every other's; otherwise it is a {TIE}.", "",
+             "A pruner wins a target only if it is better than every other at 5%, paired by seed (their "
+             "differences: the paired tables); otherwise the target is undecided.", "",
              "| target | verdict | " + " | ".join(s.pruners) + " |", "|---:|---|" + "---:|" * len(s.pruners)]
     for k in keys:
         at = {p: pt for p in s.pruners if (pt := point_at(s.points[p], k)) is not None}

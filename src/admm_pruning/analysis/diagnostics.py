@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from admm_pruning.analysis.compare import TIE, point_at
 from admm_pruning.analysis.runs import Point, Study
-from admm_pruning.analysis.stats import separated
+from admm_pruning.analysis.verdicts import decide, difference, signed
 
 MATCHED_TARGET = 32.0  # preferred compression for the per-layer comparison
 
@@ -56,7 +56,7 @@ def _pruned_mean(pt: Point | None) -> str:
 
 def admm_vs_oneshot(s: Study) -> list[str]:
     """At the highest target both ran: post-prune and final accuracy of ADMM against one-shot magnitude
-    pruning of the same dense weights, the final difference judged by its 95% intervals."""
+    pruning of the same dense weights, the final difference judged paired by seed."""
     if not {"admm", "oneshot"} <= set(s.points):
         return []
     common = [pt.key for pt in s.points["admm"] if point_at(s.points["oneshot"], pt.key) is not None]
@@ -73,8 +73,8 @@ def admm_vs_oneshot(s: Study) -> list[str]:
                (("admm", ad), ("oneshot", on))}
     split = (f" (retraining epochs: admm {retrain['admm'][0]:g}, oneshot {retrain['oneshot'][0]:g})"
              if retrain["admm"] and retrain["oneshot"] else "")
-    final = {1: "admm's 95% interval lies above oneshot's", -1: "oneshot's 95% interval lies above admm's",
-             0: f"the 95% intervals overlap (or n < 2): a {TIE}"}[separated(ad.test, on.test)]
+    final = f"the difference is {signed(difference(ad, on))}: " + {1: "admm better at 5%", -1: "oneshot better at 5%",
+                                                                     0: TIE}[decide(ad, on)]
     return ["", f"At {k:g}x, ADMM's weights score {100 * a:.2f}% right after the hard prune against "
             f"{100 * o:.2f}% for one-shot magnitude pruning of the dense weights ({100 * (a - o):+.2f} pts), "
             f"and {100 * fa:.2f}% against {100 * fo:.2f}% after retraining ({100 * (fa - fo):+.2f} pts)"
