@@ -163,6 +163,7 @@ compare-lenet5: $(STAMP) ## Tuned comparison, LeNet-5: 7 pruners tuned on valida
 compare-lenet5-mnist: $(STAMP) ## The comparison's full-MNIST points: ADMM, Han, one-shot at 71.2/128/256/512x, 5 seeds, with the mnist10k study's choices
 	$(STUDY) experiment=lenet5_compare_mnist $(GRID) $(ARGS)
 	$(PY) -m admm_pruning.analysis.budgets results/lenet5_compare_mnist --paper lenet5 --wandb
+	$(PY) -m admm_pruning.analysis.verdict
 
 compare-lenet300: $(STAMP) ## The same for LeNet-300-100, 4..256x
 	$(STUDY) experiment=lenet300_compare_tune data=$(DATA) $(TUNE_GRID) $(ARGS)
@@ -189,10 +190,13 @@ bench-packed: $(STAMP) ## Several runs trained as one (torch.func vmap) vs two j
 	$(PY) benchmarks/packed.py --data mnist10k --model lenet300 --packs 2 4 8 16 --steps 200 --rounds 3
 	$(PY) benchmarks/packed.py --data mnist10k --model lenet5 --packs 2 4 8 --steps 100 --rounds 3
 
+verdict: $(STAMP) ## results/verdict.md: each claim's verdict per network, budget and target, paired by seed, from the tuned comparisons
+	$(PY) -m admm_pruning.analysis.verdict
+
 readme: $(STAMP) ## Regenerate README's results section from results/
 	$(PY) -m admm_pruning.analysis.readme
 
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: split-probe-lenet5-progressive reproduce-lenet5-progressive-global-split bench-packed reproduce-lenet5-progressive-dropout-rule reproduce-lenet5-progressive-six-rounds compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
+.PHONY: verdict split-probe-lenet5-progressive reproduce-lenet5-progressive-global-split bench-packed reproduce-lenet5-progressive-dropout-rule reproduce-lenet5-progressive-six-rounds compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean

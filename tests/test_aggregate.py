@@ -216,8 +216,8 @@ def test_a_target_is_won_only_by_a_paired_difference() -> None:
     """(c) Runs of one seed share its dense model: a - b = 4.0 pts on both seeds (better); a - c =
     2.0 and 1.1 pts (t = 3.44 on 1 df, p = 0.18: undecided), though a's mean is the highest."""
     accs = {"a": (0.990, 0.991), "b": (0.950, 0.951), "c": (0.97, 0.98)}
-    runs = {name: [{"final_acc": acc, "compression": 8.0, "seed": seed, "dense_acc": 0.99} for seed, acc in enumerate(a)]
-            for name, a in accs.items()}
+    runs = {name: [{"final_acc": acc, "compression": 8.0, "seed": seed, "dense_acc": 0.99}
+                   for seed, acc in enumerate(a)] for name, a in accs.items()}
     pts = {name: Point(name, 8.0, r) for name, r in runs.items()}
     assert target_verdict({"a": pts["a"], "b": pts["b"]}) == "a wins"
     assert target_verdict(pts) == "undecided between a, c; a above b"
@@ -277,7 +277,8 @@ def test_report_explains_the_gap_from_post_prune_accuracy(tmp_path: Path) -> Non
     assert ("At 16x, ADMM's weights score 65.00% right after the hard prune against 50.00% for one-shot "
             "magnitude pruning of the dense weights (+15.00 pts), and 97.00% against 97.00% after retraining "
             "(+0.00 pts), on a budget of 24 epochs (retraining epochs: admm 12, oneshot 24). After retraining, "
-            "the difference is +0.00 pts (n=2, 95% CI -12.71 to +12.71): undecided: no difference shown at 5%.") in report
+            "the difference is +0.00 pts (n=2, 95% CI -12.71 to +12.71): undecided: no difference shown at 5%.") \
+        in report
 
 
 def test_study_goes_to_wandb_as_a_table_and_a_log_axis_chart(tmp_path: Path, monkeypatch) -> None:

@@ -28,7 +28,7 @@ def test_a_paired_interval_computed_by_hand():
     lo, hi = d.interval(0.95)
     assert (100 * lo, 100 * hi) == pytest.approx((-0.3957, 1.3957), abs=1e-3)
     assert d.df == 2 and d.p_difference() == pytest.approx(0.1382, abs=1e-3)
-    assert outcome(d, "A", "B").startswith("undecided (about n=")
+    assert outcome(d, "A", "B").startswith("undecided (n=")
 
 
 def test_holm_against_a_hand_computation():

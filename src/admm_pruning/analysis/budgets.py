@@ -10,11 +10,9 @@ Usage: python -m admm_pruning.analysis.budgets STUDY_DIR [--paper STUDY] [--wand
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from admm_pruning.analysis.aggregate import log_to_wandb
 from admm_pruning.analysis.budget_plot import plot_changes
@@ -98,18 +96,6 @@ def cost_lines(runs: list[dict]) -> list[str]:
             "each counted once, seconds times the torch threads of the run that computed it)."]
 
 
-def verdicts(runs: list[dict]) -> dict[str, Any]:
-    """The claim's verdict per budget, for the README: the sentence, the winner (or None for a tie
-    or no verdict), and the runs behind it."""
-    studies = by_budget(runs)
-    out = {}
-    for b, s in studies.items():
-        sentence, winner = claim_verdict(s, b)
-        out[str(b)] = {"sentence": sentence, "winner": winner, "runs": len(s.runs),
-                       "seeds": sorted({r["seed"] for r in s.runs})}
-    return {"model": runs[0]["model"], "data": runs[0]["data"], "budgets": out}
-
-
 def where_tuned(runs: list[dict], tuning: list[dict]) -> str:
     """The tuning behind the runs: this study's own trials, or another study's choices."""
     if tuning:
@@ -136,7 +122,7 @@ def render(study_dir: Path, runs: list[dict], tuning: list[dict], paper: list[di
     budgets = " and ".join(f"{b}" for b in studies)
     out = [f"# {models} on {data}: tuned comparison, budgets of {budgets} epochs after the dense model", "",
            "Every comparison is paired by seed: the pruners of one seed start from that seed's dense model, so "
-           "the per-seed differences decide (better, equivalent within ±0.1 pt, or undecided), with "
+           "the per-seed differences decide (better, equivalent within ±0.1 pt, or undecided), "
            f"{HOLM}. Intervals are Student t (scipy), 95% unless said.", "",
            f"Read `{study_dir}`: {len(runs)} reporting runs (seeds {seeds}) and {where_tuned(runs, tuning)}. "
            "Each pruner ran the setting its own tuning chose on validation; test was read once, here.", "",
@@ -150,7 +136,9 @@ def render(study_dir: Path, runs: list[dict], tuning: list[dict], paper: list[di
             "nearest to it (log2).", "", *settings_table(runs), ""]
     for b, s in studies.items():
         out += [f"## Budget: {b} epochs after the dense model", "", *frontier_table(s), "",
-                *comparison_table(s, "admm"), "", *change_table(s), "", *tolerance_table(s), "",
+                *comparison_table(s, "admm"), "", *change_table(s), "",
+                "Highest compression whose mean validation top-1 stays within each tolerance of the dense mean:", "",
+                *tolerance_table(s), "",
                 *per_target_table(s), ""]
     if paper:
         out += ["## Paper reference (quoted, not measured)", "",
@@ -174,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     plot = args.study_dir / "accuracy_change_vs_compression.png"
     plot_changes(by_budget(runs), paper, plot)
     (args.study_dir / "report.md").write_text(text)
-    (args.study_dir / "verdict.json").write_text(json.dumps(verdicts(runs), indent=2) + "\n")
     if args.wandb:
         labelled = [{**r, "pruner": f"{r['pruner']} ({round(r['budget_epochs'])} ep)"} for r in runs]
         log_to_wandb(labelled, args.study_dir.name, f"{args.study_dir.name}: tuned comparison", plot)

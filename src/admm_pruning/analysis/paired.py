@@ -100,8 +100,9 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
 
 
 def seeds_needed(d: Difference, margin: float = MARGIN) -> int | None:
-    """The smallest n at which the observed mean and sd would decide (a difference, or equivalence
-    when |mean| < margin); None when no n would (n < 2, or a mean at exactly the margin)."""
+    """The smallest n at which the observed mean and sd would decide one test at 5% (a difference,
+    or equivalence when |mean| < margin), before any multiplicity adjustment; None when no n would
+    (n < 2, or a mean at exactly the margin)."""
     if d.n < 2 or not math.isfinite(d.df):
         return None
     for n in range(2, MAX_SEEDS + 1):
@@ -127,4 +128,4 @@ def outcome(d: Difference, a: str, b: str, p_diff: float | None = None, p_equiv:
     if d.n < 2:
         return f"undecided (n={d.n}: no spread)"
     need = seeds_needed(d, margin)
-    return f"undecided (about n={need} would decide)" if need else "undecided (no n in reach would decide)"
+    return f"undecided (n={need} would decide at 5%, before Holm)" if need else "undecided (no n in reach would decide)"

@@ -2,7 +2,7 @@
 seconds one epoch took in runs already measured on the same model and data.
 
 Usage: python -m admm_pruning.tuning.cost lenet5_compare_tune lenet5_compare --data mnist10k
-       [--measured results/lenet5_mnist10k_sweep] [--sec-per-epoch S] [overrides ...]
+       [--measured results/lenet5_compare_mnist] [--sec-per-epoch S] [overrides ...]
 Every run of a study trains its budget.epochs after the dense model (the equal-budget rule), and
 each seed's dense model is trained once and shared.
 """
