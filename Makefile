@@ -165,6 +165,12 @@ compare-lenet5-mnist: $(STAMP) ## The comparison's full-MNIST points: ADMM, Han,
 	$(PY) -m admm_pruning.analysis.budgets results/lenet5_compare_mnist --paper lenet5 --wandb
 	$(PY) -m admm_pruning.analysis.verdict
 
+compare-lenet300-mnist: $(STAMP) ## LeNet-300-100 on full MNIST: ADMM, Han, one-shot at 22.9/45/90/180x (24 epochs) and 22.9/90x (72), 5 seeds
+	$(STUDY) experiment=lenet300_compare_mnist $(GRID) $(ARGS)
+	$(STUDY) experiment=lenet300_compare_mnist budget.epochs=72 prune.compression=22.9,90 $(GRID) $(ARGS)
+	$(PY) -m admm_pruning.analysis.budgets results/lenet300_compare_mnist --paper lenet300 --wandb
+	$(PY) -m admm_pruning.analysis.verdict
+
 compare-lenet300: $(STAMP) ## The same for LeNet-300-100, 4..256x
 	$(STUDY) experiment=lenet300_compare_tune data=$(DATA) $(TUNE_GRID) $(ARGS)
 	$(PY) -m admm_pruning.tuning.select results/lenet300_$(DATA)_compare
@@ -199,4 +205,4 @@ readme: $(STAMP) ## Regenerate README's results section from results/
 clean: ## Remove stage artifacts (not results/)
 	rm -rf artifacts
 
-.PHONY: verdict split-probe-lenet5-progressive reproduce-lenet5-progressive-global-split bench-packed reproduce-lenet5-progressive-dropout-rule reproduce-lenet5-progressive-six-rounds compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
+.PHONY: verdict compare-lenet300-mnist split-probe-lenet5-progressive reproduce-lenet5-progressive-global-split bench-packed reproduce-lenet5-progressive-dropout-rule reproduce-lenet5-progressive-six-rounds compare-lenet5 compare-lenet5-mnist compare-lenet300 reproduce-lenet5-structured-short reproduce-lenet5-progressive reproduce-lenet5-progressive-short speedup-mnist reproduce-lenet5-fast test-all profile-lenet5 progressive-lenet5 progressive-lenet300 help install test test-reliability test-slow lint reproduce-lenet5 reproduce-lenet5-40x reproduce-lenet5-structured speedup reproduce-lenet300 sweep-lenet5 sweep-lenet300 report bench readme clean
