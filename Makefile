@@ -40,7 +40,7 @@ test-all: $(STAMP) ## Every test: default, reliability and slow
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
 reproduce-lenet5: $(STAMP) ## ADMM LeNet-5 at 71.2x on full MNIST, the TF code's 171-epoch recipe (56 min measured on 2 CPU cores, 14 min on an H100); DATA=mnist10k: the quick stand-in
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_71x data=$(DATA) $(ARGS)

@@ -11,11 +11,37 @@ shape groups are per tower, so column j of one tower is never tied to column j o
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
 CONV_SPARSITY = ("unstructured", "filter", "channel", "shape")
 LINEAR_SPARSITY = ("unstructured", "row", "column")
+NM_PATTERN = re.compile(r"^(\d+):(\d+)$")  # N:M, e.g. 2:4: N nonzero in every M consecutive weights of a row
+
+
+def n_m(sparsity: str) -> tuple[int, int] | None:
+    """(N, M) of an ``N:M`` type (0 < N < M), None for any other type."""
+    found = NM_PATTERN.match(str(sparsity))
+    if not found:
+        return None
+    n, m = int(found.group(1)), int(found.group(2))
+    if not 0 < n < m:
+        raise ValueError(f"sparsity {sparsity!r}: N:M needs 0 < N < M")
+    return n, m
+
+
+def nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Keep the N largest magnitudes of every M consecutive weights along a row of the (out, -1)
+    weight matrix (the GEMM's reduction axis, as sparse tensor cores read it): the exact Euclidean
+    projection, since the groups are disjoint. Ties go to the lower index."""
+    rows = w.detach().reshape(w.shape[0], -1)
+    if rows.shape[1] % m:
+        raise ValueError(f"N:M sparsity {n}:{m}: rows of {rows.shape[1]} weights do not split into groups of {m}")
+    groups = rows.abs().reshape(-1, m)
+    order = torch.argsort(groups, dim=1, descending=True, stable=True)[:, :n]
+    keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, order, True)
+    return keep.reshape(w.shape)
 
 
 def keep_count(numel: int, keep: float) -> int:
@@ -56,8 +82,14 @@ def project_topk(w: torch.Tensor, keep: float) -> torch.Tensor:
 
 
 def sparsity_types(ndim: int) -> tuple[str, ...]:
-    """The sparsity types of a weight of this rank: Linear (2-d) or conv (4-d)."""
+    """The named sparsity types of a weight of this rank: Linear (2-d) or conv (4-d); ``N:M`` fits both."""
     return LINEAR_SPARSITY if ndim == 2 else CONV_SPARSITY
+
+
+def nm_keep(sparsity: str) -> float | None:
+    """The keep fraction an N:M type implies (N / M), None for other types."""
+    found = n_m(sparsity)
+    return None if found is None else found[0] / found[1]
 
 
 def group_dims(sparsity: str, ndim: int) -> tuple[int, ...]:
@@ -79,7 +111,10 @@ def per_tower(sparsity: str, groups: int) -> bool:
 
 
 def group_count(shape: torch.Size | tuple[int, ...], sparsity: str, groups: int = 1) -> int:
-    """Number of groups a weight of this shape has: ``keep`` counts groups, not entries."""
+    """Number of groups a weight of this shape has: ``keep`` counts groups, not entries (an N:M
+    type counts entries: its keep is N / M)."""
+    if n_m(sparsity):
+        return math.prod(shape)
     towers = groups if per_tower(sparsity, groups) else 1
     return towers * math.prod(shape[d] for d in group_dims(sparsity, len(shape)))
 
@@ -94,6 +129,8 @@ def group_mask(w: torch.Tensor, sparsity: str, k: int, groups: int = 1) -> torch
     """
     if sparsity == "unstructured":
         return topk_mask(w, k)
+    if (nm := n_m(sparsity)) is not None:
+        return nm_mask(w, *nm)
     if per_tower(sparsity, groups):
         towers = w.reshape(groups, w.shape[0] // groups, *w.shape[1:])
         dims = (0, *(d + 1 for d in group_dims(sparsity, w.dim())))

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from lightning_fabric.plugins.precision.amp import _optimizer_handles_unscaling
 from torch import nn
+from torch.amp.grad_scaler import OptState
 from torchmetrics.classification import MulticlassAccuracy
 
 from admm_pruning.models.layers import num_outputs, prunable_layers
@@ -37,7 +38,9 @@ def unscale_fused_(trainer: pl.Trainer, optimizer: torch.optim.Optimizer) -> Non
     be divided by the loss scale there; unscaled here, the GradScaler hands the optimizer no scale
     and still skips a step with inf/NaN gradients."""
     scaler = getattr(trainer.precision_plugin, "scaler", None)
-    if scaler is not None and _optimizer_handles_unscaling(optimizer):
+    if scaler is None or not _optimizer_handles_unscaling(optimizer):
+        return
+    if scaler._per_optimizer_states[id(optimizer)]["stage"] is not OptState.UNSCALED:  # once per step
         scaler.unscale_(optimizer)
 
 

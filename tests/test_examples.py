@@ -1,0 +1,32 @@
+"""The runnable examples of examples/: ADMM through the callback in user-style LightningModules on
+networks the suite does not define (torchvision's ResNet-18, a Transformer encoder)."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+from conftest import ROOT
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_resnet18_with_filter_sparsity_learns_and_drops_half_the_block_filters():
+    start = time.perf_counter()
+    out = load("resnet18_filter").main()
+    assert out["dead_filters"] == out["block_conv1_filters"] // 2 == 960  # whole filters, exactly half
+    assert out["test_acc"] > 0.9 and out["kept"] < 0.35
+    assert time.perf_counter() - start < 60
+
+
+def test_a_transformer_pruned_to_2_of_4_keeps_exactly_2_in_every_group_of_4():
+    start = time.perf_counter()
+    out = load("transformer_nm").main()
+    assert out["layers"] == 7 and out["groups_with_exactly_2"] == out["groups"] > 2000
+    assert out["nonzero_outside_masks"] == 0 and out["test_acc"] > 0.9
+    assert time.perf_counter() - start < 60
