@@ -199,3 +199,28 @@ def test_an_lr_policy_that_cannot_work_is_refused_by_key(override, message):
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         build_pruner(compose_cfg(["pruner=admm_progressive", override]).pruner)
+
+
+def test_a_checkpoint_from_before_the_callback_resumes_its_admm_state(tmp_path):
+    """Stage checkpoints written when Z, U and rho were buffers of ADMMModule (``admm.*`` keys in
+    the module's state dict) resume with that state, now the callback's."""
+    torch.manual_seed(0)
+    schedule = ADMMSchedule(optimizer=lambda p: torch.optim.SGD(p, lr=0.01), iterations=100,
+                            epochs_per_iteration=0.5, rho=RHO, l2=L2, batch_size=8)
+    module = ADMMModule(LeNet300(), schedule, KEEP, 8)
+    kwargs = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                  default_root_dir=tmp_path)
+    trainer = pl.Trainer(max_epochs=1, **kwargs)
+    trainer.fit(module, loader())
+    trainer.save_checkpoint(tmp_path / "new.ckpt")
+    ckpt = torch.load(tmp_path / "new.ckpt", weights_only=False)
+    (key,) = [k for k in ckpt["callbacks"] if k.startswith("StageADMM")]
+    state = ckpt["callbacks"].pop(key)["admm"]
+    ckpt["state_dict"].update({f"admm.{k}": v for k, v in state["state"].items()})
+    ckpt["admm_history"] = state["history"]
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    resumed = ADMMModule(LeNet300(), schedule, KEEP, 8)
+    pl.Trainer(max_epochs=1, **kwargs).fit(resumed, loader(), ckpt_path=tmp_path / "old.ckpt")
+    assert resumed.history == module.history and len(resumed.history) == 2
+    for name, value in module.admm.state_dict().items():
+        assert torch.equal(resumed.admm.state_dict()[name], value), name

@@ -38,11 +38,11 @@ DATA = {"size": 288, "test_size": 31, "val_size": 0, "image_size": (1, 28, 28), 
 class PerturbedRankOne(ADMMModule):
     """Rank 1's U drifts just before each Z/U update."""
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.global_rank == 1 and self.trainer.global_step % self.steps_per_iteration == 0:
-            for name in self.admm.layers:
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        if self.trainer.global_rank == 1 and (self.trainer.global_step + 1) % self.steps_per_iteration == 0:
+            for name in self.admm.layers:  # the step about to run ends with a Z/U update
                 self.admm.u(name).add_(1e-3)
-        super().on_train_batch_end(outputs, batch, batch_idx)
+        super().on_before_optimizer_step(optimizer)
 
 
 def run_rank(out: Path) -> None:

@@ -102,9 +102,13 @@ class ADMM:
     def step(self) -> dict[str, dict[str, float]] | None:
         """Count one optimizer step; every ``update_every`` steps run the Z- and U-steps and return
         the per-layer residuals (primal ||W - Z||^2, dual ||Z' - Z||^2); None between updates."""
-        self.steps += 1
-        if self.steps % self.update_every or self.done:
+        if self.done:
             return None
+        self.steps += 1
+        return None if self.steps % self.update_every else self.update()
+
+    def update(self) -> dict[str, dict[str, float]]:
+        """One Z-step and U-step now (rho then follows its schedule); the residuals go to ``history``."""
         rho = float(self.state.rho)
         res = self.state.update(self.weights())
         self.history.append({"iteration": int(self.state.iteration), "rho": rho, **res})

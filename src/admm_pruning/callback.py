@@ -34,21 +34,31 @@ class ADMMPruning(pl.Callback):
     """``targets``: keep fractions by layer name, or one overall compression spread evenly over
     ``layers`` (default: every Conv2d and Linear). ``sparsity``: a type per layer (see ``ADMM``).
     ``update_every``: optimizer steps between Z/U updates; or ``update_every_epochs`` (the fit's
-    optimizer steps per epoch times it). ``prune``: hard-prune when ADMM is done (default)."""
+    optimizer steps per epoch times it). When ADMM is done: ``prune`` hard-prunes (default), and
+    ``stop`` ends the fit (the suite's ADMM stage, which prunes afterwards)."""
 
     def __init__(self, targets: Targets, schedule: ADMMSchedule | None = None,
                  sparsity: dict[str, str] | None = None, layers: Iterable[str] | None = None,
                  update_every: int | None = None, update_every_epochs: float | None = None,
-                 prune: bool = True) -> None:
+                 prune: bool = True, stop: bool = False) -> None:
         if (update_every is None) == (update_every_epochs is None):
             raise ValueError("give one of update_every (optimizer steps) or update_every_epochs")
         self.targets, self.schedule, self.sparsity = targets, schedule or ADMMSchedule(), sparsity
         self.layers = list(layers) if layers is not None else None
-        self.update_every, self.update_every_epochs, self.prune = update_every, update_every_epochs, prune
+        self.update_every, self.update_every_epochs = update_every, update_every_epochs
+        self.prune, self.stop = prune, stop
         self.admm: ADMM | None = None
         self.masks: dict[str, torch.Tensor] | None = None
+        self.finished = False
+        self.trainer: pl.Trainer | None = None
         self._pending: dict[str, Any] | None = None
         self._hooks: list[Any] = []
+
+    def build(self, model: torch.nn.Module, update_every: int) -> ADMM:
+        """The ADMM object for ``model`` (the LightningModule, or a model inside it whose layer names
+        the targets use); ``setup`` builds it for the LightningModule when nobody did before."""
+        self.admm = ADMM(model, self.targets, self.schedule, self.sparsity, self.layers, update_every=update_every)
+        return self.admm
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or self.admm is not None or self.masks is not None:
@@ -57,13 +67,18 @@ class ADMMPruning(pl.Callback):
         if every is None:
             per_epoch = max(1, trainer.estimated_stepping_batches // max(1, trainer.max_epochs or 1))
             every = max(1, round(self.update_every_epochs * per_epoch))
-        self.admm = ADMM(pl_module, self.targets, self.schedule, self.sparsity, self.layers, update_every=every)
+        self.build(pl_module, every)
         if self._pending is not None:
             self._load(self._pending)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.admm is not None:  # Z, U, rho live where the weights do
-            self.admm.state.to(next(iter(self.admm.weights().values())).device)
+        self.trainer = trainer
+        if self.admm is not None:  # Z, U, rho live where the weights do, in their memory layout
+            weights = list(self.admm.weights().values())
+            self.admm.state.to(weights[0].device)
+            nhwc = any(w.dim() == 4 and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
+                       for w in weights)
+            self.admm.state.to(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
         self._hooks = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers]
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -73,7 +88,7 @@ class ADMMPruning(pl.Callback):
 
     @property
     def active(self) -> bool:
-        return self.admm is not None and self.masks is None
+        return self.admm is not None and self.masks is None and not self.finished
 
     @torch.no_grad()
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
@@ -83,13 +98,36 @@ class ADMMPruning(pl.Callback):
             self.admm.penalize_()
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if not self.active:
+        """After every optimizer step (a hook on the optimizer, so any loop): the Z/U update when due.
+        Steps are Lightning's count (the hook runs before Lightning counts this one), so an optimizer
+        whose ``step`` calls its parent's, which runs the hooks again, still counts once."""
+        step = self.trainer.global_step + 1
+        if not self.active or step == self.admm.steps:
             return
-        if self.admm.step() is not None:
-            broadcast_([*self.admm.state.buffers()])  # DDP: rank 0's Z, U and rho everywhere
-        if self.admm.done and self.prune:
+        self.admm.steps = step
+        if step % self.admm.update_every:
+            return
+        self.before_update()
+        res = self.admm.update()
+        broadcast_([*self.admm.state.buffers()])  # DDP: rank 0's Z, U and rho everywhere
+        self.after_update(res)
+        if bool(self.trainer.strategy.broadcast(self.admm.done, src=0)):  # one decision for every rank
+            self.finish()
+
+    def before_update(self) -> None:
+        """Called before each Z/U update (the suite checks the loss is finite here)."""
+
+    def after_update(self, res: dict[str, dict[str, float]]) -> None:
+        """Called after each Z/U update with the residuals (the suite logs them here)."""
+
+    def finish(self) -> None:
+        """ADMM is done: hard-prune (``prune``), end the fit (``stop``)."""
+        self.finished = True
+        if self.prune:
             self.masks = self.admm.hard_prune()
             apply_masks(self.admm.model, self.masks)
+        if self.stop:
+            self.trainer.should_stop = True
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
@@ -99,7 +137,7 @@ class ADMMPruning(pl.Callback):
             checkpoint["state_dict"] = plain_state_dict(pl_module)
 
     def state_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"masks": self.masks}
+        out: dict[str, Any] = {"masks": self.masks, "finished": self.finished}
         if self.admm is not None:
             out["admm"] = self.admm.state_dict()
         return out
@@ -113,7 +151,7 @@ class ADMMPruning(pl.Callback):
     def _load(self, state: dict[str, Any]) -> None:
         if state.get("admm") is not None:
             self.admm.load_state_dict(state["admm"])
-        self.masks = state.get("masks")
+        self.masks, self.finished = state.get("masks"), bool(state.get("finished", False))
         if self.masks is not None and not current_masks(self.admm.model):
             apply_masks(self.admm.model, self.masks)
         self._pending = None
