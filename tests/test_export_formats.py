@@ -130,7 +130,7 @@ def test_an_onnx_export_that_differs_from_the_pruned_model_fails_the_check(tmp_p
 def test_a_network_onnx_cannot_express_is_exported_without_onnx_and_the_run_goes_on(tmp_path, monkeypatch):
     """AlexNet on small images pools adaptively to a size that does not divide its input, which the ONNX
     exporter refuses: the other formats are still written and checked, and the summary says why ONNX is absent."""
-    def refuse(model, example):
+    def refuse(model, example, preprocessing=None):
         raise torch.onnx.errors.UnsupportedOperatorError("adaptive_avg_pool2d", 17, 18)
 
     monkeypatch.setattr(formats, "_onnx_bytes", refuse)

@@ -167,3 +167,28 @@ def test_a_residual_network_runs_the_whole_pipeline_and_is_reported_as_not_a_cha
     assert s["connectivity"]["disconnected"] is None
     assert s["per_layer"]["skip"]["nonzero"] == 64 and s["final_acc"] > 0.3
     assert "not a chain" in s["flops"]["shrink_error"]  # no shrunk model: its speedup is not measured
+
+
+def test_the_onnx_export_carries_its_preprocessing_and_scores_the_summarys_accuracy(fake_data_dir, out_dirs):
+    """With onnxruntime and numpy alone: read the scaling from the ONNX file's metadata, apply it to
+    the raw test bytes, and get the summary's test top-1 (the TF LeNet-5 takes x/255, no mean/std:
+    a user who standardizes silently loses accuracy)."""
+    import numpy as np
+    import onnxruntime
+
+    s = run_experiment(fake_cfg(fake_data_dir, out_dirs))
+    folder = Path(s["export_dir"])
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    pre = json.loads(session.get_modelmeta().custom_metadata_map["preprocessing"])
+    assert pre["pixel_scale"] == "unit" and pre["mean"] == [0.0] and pre["std"] == [1.0]
+    assert pre["input_shape"] == [1, 28, 28] and pre["classes"] == [str(d) for d in range(10)]
+    raw = np.frombuffer((fake_data_dir / "mnist" / "t10k-images-idx3-ubyte").read_bytes()[16:], np.uint8)
+    labels = np.frombuffer((fake_data_dir / "mnist" / "t10k-labels-idx1-ubyte").read_bytes()[8:], np.uint8)
+    x = ((raw.reshape(-1, *pre["input_shape"]).astype(np.float32) * pre["scale"] - pre["mean"][0])
+         / pre["std"][0]).astype(np.float32)
+    acc = float((session.run(None, {"input": x})[0].argmax(1) == labels).mean())
+    assert acc == pytest.approx(s["final_acc"], abs=0.5 / len(labels))
+    architecture = json.loads((folder / "architecture.json").read_text())
+    from safetensors import safe_open
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["preprocessing"]) == architecture["preprocessing"] == pre == s["preprocessing"]

@@ -102,6 +102,14 @@ class ImageNetData:
                             f"data.num_classes={self.num_classes}")
         return folder
 
+    def preprocessing(self) -> dict:
+        """What a deployed model must be fed: an RGB image resized and center-cropped, scaled to [0, 1],
+        then standardized per channel (torchvision's ImageNet convention)."""
+        return {"input": f"RGB image, resized to {self.resize} (shorter side), center crop {self.crop}",
+                "input_shape": [3, self.crop, self.crop], "pixel_scale": "imagenet", "scale": 1 / 255,
+                "formula": "(x/255 - mean) / std per channel", "mean": list(MEAN), "std": list(STD),
+                "classes": list(self.setup().test.classes)}
+
     def setup(self) -> ImageNetData:
         if self.train is not None:
             return self
@@ -154,6 +162,13 @@ class FakeImageData(InMemoryData):
         self.size, self.test_size, self.val_size = size, test_size, val_size
         self.image_size, self.num_classes, self.split_seed = tuple(image_size), num_classes, split_seed
 
+    def preprocessing(self) -> dict:
+        """Bytes standardised by the generated images' own mean and sd."""
+        mean, std = self.setup().stats
+        return {"input": "torchvision FakeData bytes 0..255", "input_shape": list(self.image_size),
+                "pixel_scale": "fakedata", "formula": "(x - mean) / std", "scale": 1.0, "mean": [mean], "std": [std],
+                "classes": [str(c) for c in range(self.num_classes)]}
+
     def setup(self) -> FakeImageData:
         if self.train is not None:
             return self
@@ -164,7 +179,8 @@ class FakeImageData(InMemoryData):
         fake = datasets.FakeData(self.size, self.image_size, self.num_classes, transforms.PILToTensor())
         images, labels = zip(*(fake[i] for i in range(self.size)), strict=True)
         x = torch.stack(images).float()
-        x, y = (x - x.mean()) / x.std(), torch.tensor(labels)  # standardised: the images are noise
+        self.stats = (float(x.mean()), float(x.std()))
+        x, y = (x - self.stats[0]) / self.stats[1], torch.tensor(labels)  # standardised: the images are noise
         perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.split_seed))
         train, val, test = perm.split([n_train, self.val_size, self.test_size])
         self.train, self.val, self.test = Split(x[train], y[train]), Split(x[val], y[val]), Split(x[test], y[test])

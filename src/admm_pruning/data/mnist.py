@@ -43,6 +43,17 @@ def default_data_dir() -> str:
     return os.environ.get("DATA_DIR", "./data")
 
 
+def preprocessing(pixel_scale: str) -> dict:
+    """What a deployed model must be fed, in every export: from bytes 0..255 of a (1, 28, 28) digit,
+    x = (bytes * scale - mean) / std, and the class each output stands for."""
+    check_pixel_scale(pixel_scale)
+    scale = CAFFE_SCALE if pixel_scale == "caffe" else 1 / 255
+    mean, std = (MEAN, STD) if pixel_scale == "standardize" else (0.0, 1.0)
+    return {"input": "grayscale bytes 0..255, 28x28 (MNIST)", "input_shape": [1, 28, 28], "pixel_scale": pixel_scale,
+            "formula": PIXEL_SCALES[pixel_scale], "scale": scale, "mean": [mean], "std": [std],
+            "classes": [str(d) for d in range(10)]}
+
+
 def check_pixel_scale(pixel_scale: str) -> None:
     """Refuse an unknown scaling up front: a typo would otherwise train on the wrong inputs."""
     if pixel_scale not in PIXEL_SCALES:
@@ -175,6 +186,9 @@ class MNISTData(InMemoryData):
         self.val_size = val_size
         self.download = download
         self.verify_md5 = verify_md5
+
+    def preprocessing(self) -> dict:
+        return preprocessing(self.pixel_scale)
 
     def check(self) -> None:
         """Fail before training if the files are missing and cannot be downloaded (only the

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import onnx
 import onnxruntime
 import safetensors.torch
 import torch
@@ -134,29 +135,41 @@ def to_portable(shrunk: Shrunk) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     return architecture, {k: v.detach().contiguous().clone() for k, v in tensors.items()}
 
 
-def _onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+def _onnx_bytes(model: nn.Module, example: torch.Tensor, preprocessing: dict[str, Any] | None = None) -> bytes:
     """The TorchScript exporter: it needs only the onnx package (the dynamo one needs onnxscript)
-    and takes well under a second on these networks. The batch axis stays dynamic."""
+    and takes well under a second on these networks. The batch axis stays dynamic. The
+    preprocessing goes in as the model's metadata (``preprocessing``, JSON)."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # its deprecation notice, printed at the end of every run otherwise
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["input"],
                           output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    return buffer.getvalue()
+    if preprocessing is None:
+        return buffer.getvalue()
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(proto, {"preprocessing": json.dumps(preprocessing)})
+    return proto.SerializeToString()
 
 
-def save_portable(shrunk: Shrunk, folder: Path) -> dict[str, int]:
+def save_portable(shrunk: Shrunk, folder: Path, preprocessing: dict[str, Any] | None = None) -> dict[str, int]:
     """Write architecture.json, model.safetensors and model.onnx to ``folder``; returns their sizes
-    in bytes. The ONNX graph is exported from the model rebuilt from the other two files' contents.
+    in bytes. Each file carries ``preprocessing`` (what the model must be fed: the pixel scaling,
+    mean and std, input shape and class names): a user who feeds other inputs loses accuracy
+    silently. The ONNX graph is exported from the model rebuilt from the other two files' contents.
     A network ONNX cannot express (e.g. adaptive pooling to a size that does not divide its input,
     as AlexNet on small images) gets no model.onnx, and a warning: not every net is deployable as
     ONNX, and that must not fail the run."""
     folder = Path(folder)
     architecture, tensors = to_portable(shrunk)
+    metadata = {"format": FORMAT}
+    if preprocessing is not None:
+        architecture["preprocessing"] = preprocessing
+        metadata["preprocessing"] = json.dumps(preprocessing)
     blobs = {ARCHITECTURE: (json.dumps(architecture, indent=2) + "\n").encode(),
-             WEIGHTS: safetensors.torch.save(tensors, metadata={"format": FORMAT})}
+             WEIGHTS: safetensors.torch.save(tensors, metadata=metadata)}
     try:
-        blobs[ONNX] = _onnx_bytes(build_portable(architecture, tensors), torch.zeros(1, *shrunk.config["input_shape"]))
+        blobs[ONNX] = _onnx_bytes(build_portable(architecture, tensors), torch.zeros(1, *shrunk.config["input_shape"]),
+                                  preprocessing)
     except torch.onnx.errors.OnnxExporterError as exc:
         log.warning("no ONNX export: %s", str(exc).splitlines()[0])
     for name, blob in blobs.items():

@@ -91,7 +91,9 @@ def publish(cfg: DictConfig, ctx: StageContext, stages: dict[str, StageResult], 
     verify_sparsity(summary, stages["retrain"], stages["prune"].dir, layers)  # before anything is published
     summary["export_dir"] = str(Path(cfg.paths.artifacts_dir) / "exports" / stages["retrain"].dir.name)
     sample = next(iter(ctx.data.loader("test", 256)))[0].cpu()  # the data may live on a GPU, the model not
-    summary["export"] = verify_export(final, sample, Path(summary["export_dir"]))
+    pre = ctx.data.preprocessing() if hasattr(ctx.data, "preprocessing") else None
+    summary["export"] = verify_export(final, sample, Path(summary["export_dir"]), preprocessing=pre)
+    summary["preprocessing"] = pre
     summary["storage"]["export_files"] = {"bytes": summary["export"].get("files"), "holds": EXPORT_FILES}
     if summary["connectivity"]["disconnected"]:
         log.warning("disconnected network: some output classes receive no signal from the input (%s)",

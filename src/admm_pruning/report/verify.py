@@ -59,7 +59,8 @@ def _check(folder: Path, what: str, got: torch.Tensor, ref: torch.Tensor, tol: f
     return diff
 
 
-def verify_export(model: nn.Module, inputs: torch.Tensor, folder: Path, tol: float = 1e-4) -> dict[str, Any]:
+def verify_export(model: nn.Module, inputs: torch.Tensor, folder: Path, tol: float = 1e-4,
+                  preprocessing: dict[str, Any] | None = None) -> dict[str, Any]:
     """Shrink the final ``model`` (zeros in its weights), export it to ``folder`` (model.json +
     weights.pt, loadable with this package's layers; architecture.json + model.safetensors, loadable
     with plain torch.nn; model.onnx), reload each and raise SparsityMismatchError unless it gives
@@ -74,7 +75,7 @@ def verify_export(model: nn.Module, inputs: torch.Tensor, folder: Path, tol: flo
         return {"exported": False, "reason": str(exc)}
     write_json(folder / "model.json", small.config)
     save_tensors(folder / "weights.pt", small.state)
-    files = save_portable(small, folder)
+    files = save_portable(small, folder, preprocessing)
     reloaded = load_shrunk(folder)
     with torch.no_grad():
         ref = model(inputs)
