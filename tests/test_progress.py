@@ -134,3 +134,38 @@ def test_one_line_per_progressive_round(fake_data_dir, out_dirs, caplog):
     for lines, how in ((first, "trained"), (round_lines(caplog, "admm_progressive"), "cached")):
         assert len(lines) == 2, (how, lines)
         assert all(line.startswith(f"{e}{how}, ") for line, e in zip(lines, expected, strict=True)), (how, lines)
+
+
+EPOCH_LINE = re.compile(r"admm epoch (\d+)/(\d+): loss (\d\.\d{4}), val/acc (0\.\d{4}|1\.0000), "
+                        r"\d+ s elapsed, ~\d+ s left$")
+
+
+def test_one_line_per_epoch_with_the_mean_loss_and_the_epochs_validation(caplog):
+    caplog.set_level(logging.INFO, logger="admm_pruning")
+    admm_fit(iterations=100, epochs=3)
+    lines = [EPOCH_LINE.search(r.getMessage()) for r in caplog.records if " epoch " in r.getMessage()
+             and "ADMM iteration" not in r.getMessage()]
+    assert len(lines) == 3 and all(lines), caplog.text
+    assert [(int(m[1]), int(m[2])) for m in lines] == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_a_resumed_stage_says_so_and_its_admm_lines_keep_the_last_validation(caplog, tmp_path):
+    """After a resume the ADMM line shows the validation restored with the checkpoint, not '-'."""
+    caplog.set_level(logging.INFO, logger="admm_pruning")
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g))
+    schedule = ADMMSchedule(optimizer=lambda p: torch.optim.SGD(p, lr=0.01), iterations=100,
+                            epochs_per_iteration=0.5, rho=1e-2, batch_size=8)
+    kwargs = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                  num_sanity_val_steps=0, default_root_dir=tmp_path)
+    loaders = (DataLoader(data, batch_size=8), DataLoader(data, batch_size=32))
+    trainer = pl.Trainer(max_epochs=1, **kwargs)
+    trainer.fit(ADMMModule(LeNet300(), schedule, {"fc1": 0.1}, steps_per_epoch=8), *loaders)
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    caplog.clear()
+    pl.Trainer(max_epochs=2, **kwargs).fit(ADMMModule(LeNet300(), schedule, {"fc1": 0.1}, steps_per_epoch=8),
+                                           *loaders, ckpt_path=tmp_path / "last.ckpt")
+    assert "resuming admm from epoch 2 (optimizer step 8)" in caplog.text
+    first = next(ADMM_LINE.search(r.getMessage()) for r in caplog.records if "ADMM iteration" in r.getMessage())
+    assert re.fullmatch(r"(0\.\d{4}|1\.0000) \(epoch 1\)", first[6]), caplog.text

@@ -55,8 +55,8 @@ class StageADMM(ADMMPruning):
         start, first = self._clock
         elapsed = time.monotonic() - start
         left = elapsed / max(1, it - first) * (self.schedule.iterations - it)
-        acc = self.trainer.callback_metrics.get("val/acc")
-        val = "-" if acc is None else f"{float(acc):.4f} (epoch {self.module.val_epoch})"
+        last = self.module.last_val  # restored with a checkpoint: no "-" after a resume
+        val = "-" if last is None else f"{last[0]:.4f} (epoch {last[1]})"
         log.info("ADMM iteration %d/%d: rho %.3g, primal %.4g, dual %.4g, val/acc %s, %.0f s elapsed, ~%.0f s left",
                  it, self.schedule.iterations, rho, sum(res["primal"].values()), sum(res["dual"].values()), val,
                  elapsed, left)
@@ -80,7 +80,6 @@ class ADMMModule(ClassifierModule):
         self.steps_per_epoch = steps_per_epoch
         self.steps_per_iteration = schedule.steps_per_iteration(steps_per_epoch)
         self.pruning = StageADMM(self, keep, schedule, sparsity)
-        self.val_epoch = 0  # the epoch (from 1) of the latest validation
 
     @property
     def admm(self) -> ADMMState:
@@ -100,9 +99,6 @@ class ADMMModule(ClassifierModule):
 
     def configure_callbacks(self) -> list[ADMMPruning]:
         return [self.pruning]
-
-    def on_validation_epoch_end(self) -> None:
-        self.val_epoch = self.current_epoch + 1
 
     def add_regularizer_grads_(self) -> None:
         """L2 on the layers ADMM does not penalise; the callback adds l2 * W with the penalty on the others."""

@@ -141,8 +141,12 @@ class StageContext:
             train = chunks.Chunks(train, k)
         # weights_only: a resumed checkpoint can hold tensors and plain data, never code. The W&B
         # run stays open until the stage ends (see stage_logger).
-        trainer.fit(module, train_dataloaders=train, val_dataloaders=val,
-                    ckpt_path=str(resume) if resume else None, weights_only=True)
+        with warnings.catch_warnings():
+            # k steps per batch: an epoch has fewer batches than log_every_n_steps, which counts
+            # optimizer steps here (ClassifierModule.logs_this_step), so Lightning's notice is moot
+            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+            trainer.fit(module, train_dataloaders=train, val_dataloaders=val,
+                        ckpt_path=str(resume) if resume else None, weights_only=True)
 
     def place_data(self, trainer: pl.Trainer) -> None:
         """In-memory data (data.InMemoryData) moves to an accelerator once, before its first

@@ -25,6 +25,7 @@ class LossWatch:
         self.start = start
         self._pending: list[torch.Tensor] = []  # the losses since the last clean check, where they are
         self._checked = 0  # batches before them
+        self._sum, self._count = 0.0, 0  # checked losses since the last epoch_mean
 
     def update(self, loss: torch.Tensor) -> None:
         """Keep the loss (detached: no graph is held); no op is queued, so a step pays nothing."""
@@ -42,4 +43,11 @@ class LossWatch:
                 f"stage {self.stage}: loss is {losses[first].item()} at step {self.start + self._checked + first} "
                 "(learning rate too high?); stopping before anything is pruned or saved")
         self._checked += len(self._pending)
+        self._sum, self._count = self._sum + float(losses.sum()), self._count + len(losses)
         self._pending.clear()
+
+    def epoch_mean(self) -> float | None:
+        """The mean of the losses checked since the last call (after ``check``), for the epoch line."""
+        mean = self._sum / self._count if self._count else None
+        self._sum, self._count = 0.0, 0
+        return mean

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +83,8 @@ class ClassifierModule(pl.LightningModule):
         self.step_masks: StepMasks | None = None
         self.loss_watch = LossWatch(stage)
         self._resumed_at: int | None = None  # the optimizer step of a checkpoint being resumed
+        self.last_val: tuple[float, int] | None = None  # (val/acc, epoch from 1) of the latest validation
+        self._clock = (time.monotonic(), 0)  # (start, epoch at start) of this process's training
 
     def setup(self, stage: str) -> None:
         # For the fit only: everything outside it (masks, export, hashing) sees parametrized NCHW weights.
@@ -108,9 +111,29 @@ class ClassifierModule(pl.LightningModule):
             carry_step_count(self.trainer, self._resumed_at)
             self._resumed_at = None
         self.loss_watch = LossWatch(self.stage, start=self.global_step)
+        self._clock = (time.monotonic(), self.current_epoch)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.trainer.callback_metrics.get("val/acc")
+        if acc is not None and not self.trainer.sanity_checking:
+            self.last_val = (float(acc), self.current_epoch + 1)
 
     def on_train_epoch_end(self) -> None:
         self.loss_watch.check()  # before the epoch's checkpoint is written
+        self._log_epoch()
+
+    def _log_epoch(self) -> None:
+        """One line per epoch from rank 0 (a stage can train for many minutes with its output in a file)."""
+        if self.trainer.global_rank or not log.isEnabledFor(logging.INFO):
+            return
+        epoch, total = self.current_epoch + 1, self.trainer.max_epochs
+        start, first = self._clock
+        elapsed = time.monotonic() - start
+        left = elapsed / max(1, epoch - first) * max(0, total - epoch)
+        loss = self.loss_watch.epoch_mean()
+        val = "-" if self.last_val is None else f"{self.last_val[0]:.4f}"
+        log.info("%s epoch %d/%d: loss %s, val/acc %s, %.0f s elapsed, ~%.0f s left", self.stage, epoch, total,
+                 "-" if loss is None else f"{loss:.4f}", val, elapsed, left)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return build_optimizer(self.optimizer_factory, self.model.parameters(), self.fast.fused_optimizer)
@@ -211,9 +234,13 @@ class ClassifierModule(pl.LightningModule):
     # Global RNG (dropout) travels with the checkpoint so a resumed run continues the same stream.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        checkpoint["last_val"] = self.last_val
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         adapt_state_dict(checkpoint["state_dict"], self)  # written with or without step masks
         self._resumed_at = int(checkpoint.get("global_step", 0))
+        self.last_val = tuple(checkpoint["last_val"]) if checkpoint.get("last_val") else None
+        log.info("resuming %s from epoch %d (optimizer step %d)", self.stage, int(checkpoint.get("epoch", 0)) + 1,
+                 self._resumed_at)
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
