@@ -16,7 +16,7 @@ from admm_pruning.plan import initial_plan, initial_targets
 from admm_pruning.pruners.base import build_pruner
 from admm_pruning.pruners.progressive import round_targets
 from admm_pruning.sparsity.projections import keep_count
-from conftest import CONF, compose_cfg
+from conftest import CONF, ROOT, compose_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
 
@@ -332,3 +332,16 @@ def test_every_invocation_gets_its_own_hydra_run_folder():
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         run_dir = compose(config_name="train", return_hydra_config=True).hydra.run.dir
     assert re.search(r"/hydra/lenet5_admm/mnist/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}$", run_dir), run_dir
+
+
+def test_environment_yml_names_the_same_requirements_as_pyproject():
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {*project["dependencies"], *project["optional-dependencies"]["dev"],
+              *project["optional-dependencies"]["slurm"]}
+    (pip,) = [d["pip"] for d in yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+              if isinstance(d, dict)]
+    assert set(pip) - {"-e ."} == wanted
