@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
              "retraining": RETRAIN_IMAGES / dense / 3600}
     out = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
            "batch_size": args.batch_size, "steps": args.steps, "images_per_s": {"dense": dense, "admm": admm},
-           "projected_hours_one_device": hours, "projected_hours_8_devices_linear": {k: v / 8 for k, v in hours.items()}}
+           "projected_hours_one_device": hours,
+           "projected_hours_8_devices_linear": {k: v / 8 for k, v in hours.items()}}
     text = json.dumps(out, indent=2)
     print(text)
     if args.out:
