@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import wandb
 from wandb.proto import wandb_internal_pb2 as pb
 
@@ -101,19 +102,22 @@ def tiny_cfg(fake_data_dir: Path, out_dirs: list[str], *extra: str):
 
 
 def test_offline_runs_hold_names_config_residuals_summary_and_stage_lineage(fake_data_dir, out_dirs, tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch, capfd):
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = tiny_cfg(fake_data_dir, out_dirs)
     s = run_experiment(cfg)
     wandb.teardown()  # W&B's service process writes the offline files; its teardown flushes them
+    assert "anonymous setting" not in capfd.readouterr().err
     root = tmp_path / "artifacts" / "wandb"
     runs = offline_runs(root)
     stages = {k: Path(v) for k, v in s["stage_dirs"].items()}
     assert sorted(runs) == sorted(f"{POINT}-{stage}" for stage in ("pretrain", "admm", "retrain", "summary"))
     for name, r in runs.items():
         assert r.run.job_type == name.removeprefix(f"{POINT}-")
-        assert r.run.run_group.startswith("lenet300_admm_23x-admm-x22.89-")
-        assert set(r.run.tags) == {"admm", "mnist", "seed=0", "rho=0.0001"}
+        assert r.run.run_group == "lenet300_admm_23x"  # the experiment's runs together
+        point = r.config["point"]
+        assert point.startswith("lenet300_admm_23x-admm-x22.89-")  # the config point, seeds together
+        assert set(r.run.tags) == {"admm", "mnist", "seed=0", "rho=0.0001", f"point={point}"}
         assert r.config["seed"] == 0 and r.config["pruner"]["rho"] == 1e-4 and "papers" not in r.config
         assert r.config["prune"]["keep"] == {"fc1": 0.04, "fc2": 0.07, "fc3": 0.12}
         assert r.config["paths"]["artifacts_dir"] == cfg.paths.artifacts_dir  # resolved
@@ -125,11 +129,21 @@ def test_offline_runs_hold_names_config_residuals_summary_and_stage_lineage(fake
     (table,) = (summary.folder / "files" / "media" / "table").glob("per_layer_*.table.json")
     rows = json.loads(table.read_text())["data"]
     assert [row[:3] for row in rows] == [[n, d["total"], d["nonzero"]] for n, d in s["per_layer"].items()]
+    (point_table,) = (summary.folder / "files" / "media" / "table").glob("accuracy_vs_compression_*.table.json")
+    assert json.loads(point_table.read_text())["data"] == [["lenet300_admm_23x", "mnist", "admm", 0, s["compression"],
+                                                           s["final_acc"], s["dense_acc"],
+                                                           pytest.approx(100 * (s["final_acc"] - s["dense_acc"]))]]
     # Lineage: each stage's run logs its outputs and uses its parent's, the very same version (digest).
     for stage in ("pretrain", "admm", "retrain"):
         (out,) = outputs(runs[f"{POINT}-{stage}"])
         check_artifact(out, stages[stage])
-    assert not inputs(runs[f"{POINT}-pretrain"]) and not inputs(summary)
+    assert not inputs(runs[f"{POINT}-pretrain"])
+    (used,) = inputs(summary)  # the summary run uses the retrain stage, and logs the exported model
+    assert (used.name, used.digest) == (outputs(runs[f"{POINT}-retrain"])[0].name,
+                                        outputs(runs[f"{POINT}-retrain"])[0].digest)
+    (export,) = [a for a in outputs(summary) if a.type == "model"]  # besides W&B's own run_table artifacts
+    assert export.name == f"export-{stages['retrain'].name}" and export.type == "model"
+    assert {c.path for c in export.manifest.contents} >= {"architecture.json", "model.safetensors", "model.onnx"}
     for stage, parent in (("admm", "pretrain"), ("retrain", "admm")):
         (used,) = inputs(runs[f"{POINT}-{stage}"])
         assert (used.name, used.digest) == (outputs(runs[f"{POINT}-{parent}"])[0].name,
@@ -181,3 +195,31 @@ def test_broken_wandb_falls_back_to_csv(fake_data_dir, out_dirs, monkeypatch):
     s = run_experiment(tiny_cfg(fake_data_dir, out_dirs))
     assert s["final_acc"] > 0
     assert (Path(s["stage_dirs"]["retrain"]) / "logs" / "retrain" / "metrics.csv").is_file()
+
+
+def test_a_killed_stage_resumes_its_own_wandb_run(fake_data_dir, out_dirs, tmp_path, monkeypatch):
+    """The ADMM stage crashes after its first epochs and is run again: the resumed training logs to
+    the same W&B run (its id kept in the stage folder), not to a second one."""
+    from admm_pruning.training.admm_module import ADMMModule
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    extra = ("pruner.iterations=4", "pruner.epochs_per_iteration=1")
+
+    def crash(self):
+        if self.current_epoch == 2:
+            raise RuntimeError("simulated crash")
+
+    with monkeypatch.context() as m:
+        m.setattr(ADMMModule, "on_train_epoch_start", crash, raising=False)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run_experiment(tiny_cfg(fake_data_dir, out_dirs, *extra))
+    s = run_experiment(tiny_cfg(fake_data_dir, out_dirs, *extra))
+    wandb.teardown()
+    ids = {}
+    for path in sorted((tmp_path / "artifacts" / "wandb").glob("wandb/offline-run-*/run-*.wandb")):
+        (run,) = [r.run for r in wandb_records(path) if r.HasField("run")]
+        ids.setdefault(run.display_name, []).append(run.run_id)
+    admm = ids[f"{POINT}-admm"]
+    assert len(admm) == 2 and admm[0] == admm[1], ids  # the crashed attempt and the resumed one
+    assert (Path(s["stage_dirs"]["admm"]) / ".wandb-run-admm").read_text() == admm[0]
+    assert ids[f"{POINT}-pretrain"][0] != admm[0]

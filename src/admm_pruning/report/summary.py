@@ -23,7 +23,8 @@ from admm_pruning.report.verify import verify_export, verify_sparsity
 from admm_pruning.store.stages import StageResult, atomic_write, load_tensors, write_json
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.distributed import is_launch_rank_zero
-from admm_pruning.training.loggers import LoggerFactory, log_summary
+from admm_pruning.training.loggers import LoggerFactory
+from admm_pruning.training.wandb_runs import log_summary
 
 log = logging.getLogger("admm_pruning")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,16 @@ class DataModule(Protocol):
     def steps_per_epoch(self, batch_size: int) -> int: ...
 
 
+def stage_run_id(stage_dir: Path, stage: str) -> str:
+    """The W&B run id of a stage's training, kept in its folder: a killed stage that resumes
+    continues the same run instead of splitting its curves over two."""
+    path = stage_dir / f".wandb-run-{stage}"
+    if not path.is_file():
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(uuid.uuid4().hex[:16])
+    return path.read_text().strip()
+
+
 @dataclass
 class StageContext:
     """What every stage needs besides its own settings.
@@ -100,7 +111,8 @@ class StageContext:
         if self.logger_factory is not None:
             close_logger(self.stage_logger)  # the run of this stage's previous training (pruning rounds)
             logger = self.stage_logger = self.logger_factory(
-                stage=stage, save_dir=str(stage_dir), **self.run_identity.for_stage(stage))
+                stage=stage, save_dir=str(stage_dir), run_id=stage_run_id(stage_dir, stage),
+                **self.run_identity.for_stage(stage))
         return pl.Trainer(**self._trainer_kwargs(), **limits, logger=logger, callbacks=[checkpoint],
                           default_root_dir=str(stage_dir))
 

@@ -51,8 +51,10 @@ def wandb_mode(mode: str = "auto") -> str:
 def wandb_logger(
     *, stage: str, group: str, name: str, tags: list[str], save_dir: str,
     config: dict[str, Any] | None = None, project: str = "admm-pruning", entity: str | None = None,
-    mode: str = "auto", root_dir: str | None = None, init_timeout: float = 15.0,
+    mode: str = "auto", root_dir: str | None = None, init_timeout: float = 15.0, run_id: str | None = None,
 ) -> Logger:
+    """A W&B run for one stage (``run_id``: the stage's own, so that a resumed stage continues its run),
+    or CSV where W&B is disabled or cannot start."""
     resolved = wandb_mode(mode)
     key = (resolved, os.environ.get("WANDB_BASE_URL"))
     if resolved == "disabled":
@@ -67,8 +69,9 @@ def wandb_logger(
         Path(root).mkdir(parents=True, exist_ok=True)
         logger = WandbLogger(
             project=project, entity=entity, name=name, group=group, job_type=stage,
-            tags=tags, config=config, save_dir=root, mode=resolved, reinit="create_new",
+            tags=tags, config=config, save_dir=root, mode=resolved, reinit="create_new", id=run_id,
             settings=wandb.Settings(init_timeout=init_timeout, silent=True))
+        logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; W&B warns that it does nothing
         _ = logger.experiment  # start now, so that a failure falls back before training
         return logger
     except Exception as exc:  # noqa: BLE001 - any W&B failure must not stop the run
@@ -79,7 +82,7 @@ def wandb_logger(
 
 
 def csv_logger(*, stage: str, group: str, name: str, tags: list[str], save_dir: str,
-               config: dict[str, Any] | None = None) -> Logger:
+               config: dict[str, Any] | None = None, run_id: str | None = None) -> Logger:
     """logs/<stage>/metrics.csv; a resumed stage's earlier file is kept as metrics-<n>.csv
     (Lightning would delete it). Naming and ``config`` are W&B's: summary.json holds the config."""
     log_dir = Path(save_dir) / "logs" / stage
@@ -95,26 +98,3 @@ def close_logger(logger: Any) -> None:
             logger.experiment.finish()
         except Exception as exc:  # noqa: BLE001
             log.warning("W&B finish failed: %s", exc)
-
-
-def log_summary(factory: LoggerFactory | None, summary: dict[str, Any], rows: list[list[Any]],
-                columns: list[str], save_dir: str, identity: RunIdentity | None = None) -> None:
-    """A W&B run of job_type 'summary', named and grouped like the run's stages: flat summary
-    keys and the per-layer table."""
-    if factory is None:
-        return
-    identity = identity or RunIdentity(summary["experiment"], summary["experiment"], [summary["pruner"]])
-    logger = factory(stage="summary", save_dir=save_dir, **identity.for_stage("summary"))
-    if not isinstance(logger, WandbLogger):
-        return
-    try:
-        import wandb
-
-        run = logger.experiment
-        flat = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
-        run.summary.update(flat)
-        run.log({"per_layer": wandb.Table(columns=columns, data=rows)})
-    except Exception as exc:  # noqa: BLE001
-        log.warning("W&B summary logging failed: %s", exc)
-    finally:
-        close_logger(logger)

@@ -1,9 +1,12 @@
 """W&B run identity and stage artifacts.
 
-Runs are named ``{pruner}-x{C}-s{seed}-{stage}`` and grouped per config point, so that the runs
-of a sweep can be told apart and filtered; each computed stage logs its outputs as an artifact
-named after its folder (``<stage>-<settings hash>``), with its parent stage's artifact as input,
-so that W&B shows the lineage pretrain -> prune -> retrain. A W&B failure is logged, never raised.
+Runs are named ``{pruner}-x{C}-s{seed}-{stage}`` and grouped per experiment, so that an experiment's
+runs sit together; the config point (experiment, pruner, compression and a hash of every other
+setting but the seed) is each run's ``point`` config key and tag. Each computed stage logs its
+outputs as an artifact named after its folder (``<stage>-<settings hash>``), with its parent
+stage's artifact as input, so that W&B shows the lineage pretrain -> prune -> retrain; the summary
+run uses the retrain stage's artifact, logs the exported model as one, and adds its point to the
+experiment's accuracy-vs-compression table. A W&B failure is logged, never raised.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from admm_pruning.sparsity.projections import keep_count
 from admm_pruning.store.stages import StageResult, settings_hash
-from admm_pruning.training.loggers import RunIdentity, close_logger
+from admm_pruning.training.loggers import LoggerFactory, RunIdentity, close_logger
 
 if TYPE_CHECKING:
     import wandb
@@ -47,14 +50,15 @@ def planned_compression(plan: Plan, sizes: dict[str, int]) -> float:
 
 def run_identity(cfg: DictConfig, pruner: str, plan: Plan, sizes: dict[str, int],
                  key: dict[str, Any]) -> RunIdentity:
-    """Names, group, tags and config of one run's W&B runs. The group is the config point: the
-    experiment, pruner and compression, and a hash of every other setting that shapes the numbers
-    but the seed (``key``: network, data and numerics; the recipes and the pruner's settings)."""
+    """Names, group, tags and config of one run's W&B runs. The group is the experiment; the config
+    point, in the config (``point``) and the tags, is the experiment, pruner and compression and a
+    hash of every other setting that shapes the numbers but the seed (``key``: network, data and
+    numerics; the recipes and the pruner's settings): the seeds of a point share it."""
     c = planned_compression(plan, sizes)
     point = {"key": key, "keep": plan.keep,
              **{k: OmegaConf.to_container(cfg[k], resolve=True) for k in POINT_KEYS if k in cfg}}
-    group = f"{cfg.experiment_name}-{pruner}-x{compact(c)}-{settings_hash(point)[:8]}"
-    tags = [pruner, str(cfg.data.name), f"seed={cfg.seed}"]
+    point_name = f"{cfg.experiment_name}-{pruner}-x{compact(c)}-{settings_hash(point)[:8]}"
+    tags = [pruner, str(cfg.data.name), f"seed={cfg.seed}", f"point={point_name}"]
     rho = cfg.pruner.get("rho")
     if isinstance(rho, (int, float)):
         tags.append(f"rho={rho:g}")
@@ -62,7 +66,8 @@ def run_identity(cfg: DictConfig, pruner: str, plan: Plan, sizes: dict[str, int]
     assert isinstance(resolved, dict)
     config = {k: v for k, v in resolved.items() if k not in NOT_CONFIG}
     config["plan"] = {"compression": c, "keep": dict(plan.keep)}  # filterable where prune.compression is null
-    return RunIdentity(f"{pruner}-x{compact(c)}-s{cfg.seed}", group, tags, config)
+    config["point"] = point_name
+    return RunIdentity(f"{pruner}-x{compact(c)}-s{cfg.seed}", str(cfg.experiment_name), tags, config)
 
 
 def stage_artifact(stage_dir: Path) -> wandb.Artifact:
@@ -75,6 +80,17 @@ def stage_artifact(stage_dir: Path) -> wandb.Artifact:
     for name in STAGE_FILES:
         if (stage_dir / name).is_file():
             artifact.add_file(str((stage_dir / name).resolve()), name=name, policy="immutable")
+    return artifact
+
+
+def export_artifact(export_dir: Path) -> wandb.Artifact:
+    """The exported model (safetensors + architecture, ONNX, the suite's shrunk form) as a model
+    artifact, its files referenced."""
+    import wandb
+
+    artifact = wandb.Artifact(f"export-{export_dir.name}", type="model", metadata={"stage": "export"})
+    for path in sorted(p for p in export_dir.iterdir() if p.is_file()):
+        artifact.add_file(str(path.resolve()), name=path.name, policy="immutable")
     return artifact
 
 
@@ -109,5 +125,42 @@ def finish_stage(ctx: StageContext, done: StageResult | None, parent: StageResul
             run.log_artifact(stage_artifact(done.dir))
     except Exception as exc:  # noqa: BLE001 - a W&B failure must never fail the run
         log.warning("W&B: could not log the artifacts of stage %s (%s)", done and done.dir, exc)
+    finally:
+        close_logger(logger)
+
+
+POINT_COLUMNS = ["experiment", "data", "pruner", "seed", "compression", "final_acc", "dense_acc", "change_pts"]
+
+
+def log_summary(factory: LoggerFactory | None, summary: dict[str, Any], rows: list[list[Any]],
+                columns: list[str], save_dir: str, identity: RunIdentity | None = None) -> None:
+    """A W&B run of job_type 'summary', named and grouped like the run's stages: flat summary keys,
+    the per-layer table, the run's point in the experiment's ``accuracy_vs_compression`` table (W&B
+    merges a key's tables across the runs of a panel, so the chart grows as runs land), the retrain
+    stage's artifact as input and the exported model as output."""
+    if factory is None:
+        return
+    identity = identity or RunIdentity(summary["experiment"], summary["experiment"], [summary["pruner"]])
+    logger = factory(stage="summary", save_dir=save_dir, **identity.for_stage("summary"))
+    if not isinstance(logger, WandbLogger):
+        return
+    try:
+        import wandb
+
+        run = logger.experiment
+        flat = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
+        run.summary.update(flat)
+        point = [summary["experiment"], summary["data"], summary["pruner"], summary["seed"], summary["compression"],
+                 summary["final_acc"], summary["dense_acc"], 100 * (summary["final_acc"] - summary["dense_acc"])]
+        run.log({"per_layer": wandb.Table(columns=columns, data=rows),
+                 "accuracy_vs_compression": wandb.Table(columns=POINT_COLUMNS, data=[point])})
+        retrain = (summary.get("stage_dirs") or {}).get("retrain")
+        if retrain and Path(retrain).is_dir():
+            use_stage(run, Path(retrain))
+        export = summary.get("export_dir")
+        if export and Path(export).is_dir() and any(Path(export).iterdir()):
+            run.log_artifact(export_artifact(Path(export)))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("W&B summary logging failed: %s", exc)
     finally:
         close_logger(logger)
