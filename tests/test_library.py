@@ -81,7 +81,7 @@ def recorder(module: Regressor, cb: ADMMPruning, steps: list, fused: bool = Fals
 
 
 @pytest.mark.parametrize("precision, fused, tol", [("32-true", False, 1e-6), ("16-mixed", False, 0.05),
-                                                   ("16-mixed", True, 0.05)])
+                                                   ("16-mixed", True, 0.05), ("bf16-mixed", False, 0.05)])
 def test_the_callback_applies_task_plus_l2_plus_rho_times_residual(precision, fused, tol):
     steps: list = []
     schedule = ADMMSchedule(rho=RHO, l2=L2, iterations=100)
@@ -188,3 +188,25 @@ def test_the_plain_api_in_a_users_loop():
     masks = admm.hard_prune()
     apply_masks(model, masks)
     assert sum(int(m.sum()) for m in masks.values()) == round((128 + 64) / 4.0)
+
+
+def test_layers_by_name_module_pair_or_filter_and_a_global_magnitude_profile():
+    """Lightning ModelPruning's (module, "weight") pairs, modules, names and a filter select the same
+    layers; one overall compression is spread uniformly or by one global magnitude threshold, and
+    layers left out stay dense but count in the total."""
+    from admm_pruning.api import layer_names, resolve_targets
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+    assert layer_names(model, [(model[0], "weight"), model[2]]) == ["0", "2"] == layer_names(model, ["0", "2"])
+    assert layer_names(model, lambda name, m: m.out_features == 4) == ["2"]
+    with pytest.raises(ValueError, match="ADMM prunes a layer's 'weight'"):
+        layer_names(model, [(model[0], "bias")])
+    # 192 weights / 2 = 96 kept; layer 2's 64 stay dense, so layer 0 keeps 32 of its 128
+    assert resolve_targets(model, 2.0, [model[0]]) == {"0": 0.25}
+    glob = resolve_targets(model, 4.0, None, profile="global_magnitude")  # 48 kept by one threshold
+    weights = torch.cat([model[0].weight.detach().abs().flatten(), model[2].weight.detach().abs().flatten()])
+    threshold = weights.sort(descending=True).values[47]
+    expected = {n: float((model.get_submodule(n).weight.detach().abs() >= threshold).float().mean())
+                for n in ("0", "2")}
+    assert glob == pytest.approx(expected) and round(glob["0"] * 128 + glob["2"] * 64) == 48

@@ -17,7 +17,7 @@ as its exact gradient; Z^0 is the projection of W^0 and U^0 = 0. The Lightning c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -25,29 +25,60 @@ from torch import nn
 
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState, converged
-from admm_pruning.sparsity.masks import current_masks, magnitude_masks, weight_param
+from admm_pruning.sparsity.masks import current_masks, global_magnitude_masks, magnitude_masks, weight_param
 from admm_pruning.sparsity.projections import nm_keep
 from admm_pruning.sparsity.structured import check_sparsity
 from admm_pruning.sparsity.targets import scale_profile
 
 Targets = dict[str, float] | float
+# Which weights: layer names, modules, (module, "weight") pairs as Lightning's ModelPruning takes, or a
+# filter called with (name, module) for every Conv2d and Linear; None: all of them.
+Layers = Iterable[str | nn.Module | tuple[nn.Module, str]] | Callable[[str, nn.Module], bool] | None
+PROFILES = ("uniform", "global_magnitude")
 
 
-def resolve_targets(model: nn.Module, targets: Targets, layers: Iterable[str] | None = None,
-                    sparsity: dict[str, str] | None = None) -> dict[str, float]:
-    """Per-layer keep fractions: as given (a dict), or one overall compression (a float, e.g. 20.0)
-    spread over ``layers`` (default: every Conv2d and Linear) so that the same fraction of each
-    is kept, exactly total / compression weights in all. N:M layers keep N / M."""
+def layer_names(model: nn.Module, layers: Layers = None) -> list[str]:
+    """The names (in ``model``) of the Conv2d and Linear layers ``layers`` selects."""
     found = prunable_layers(model)
-    names = list(layers) if layers is not None else list(found)
+    if layers is None:
+        return list(found)
+    if callable(layers) and not isinstance(layers, nn.Module):
+        return [n for n, m in found.items() if layers(n, m)]
+    by_module = {id(m): n for n, m in found.items()}
+    names = []
+    for item in layers:
+        if isinstance(item, tuple):
+            item, attr = item
+            if attr != "weight":
+                raise ValueError(f"({type(item).__name__}, {attr!r}): ADMM prunes a layer's 'weight'")
+        if isinstance(item, nn.Module) and id(item) not in by_module:
+            raise ValueError(f"{type(item).__name__} is not one of the model's Conv2d or Linear layers")
+        names.append(by_module[id(item)] if isinstance(item, nn.Module) else str(item))
+    return names
+
+
+def resolve_targets(model: nn.Module, targets: Targets, layers: Layers = None,
+                    sparsity: dict[str, str] | None = None, profile: str = "uniform") -> dict[str, float]:
+    """Per-layer keep fractions: as given (a dict), or one overall compression of the model's Conv2d
+    and Linear weights (a float, e.g. 20.0: total / 20 of them kept; layers not selected stay dense)
+    spread over the selected ``layers`` by ``profile``: ``uniform`` keeps the same fraction of each,
+    ``global_magnitude`` the split one magnitude threshold over them gives. N:M layers keep N / M."""
+    found = prunable_layers(model)
+    names = layer_names(model, layers)
     unknown = [n for n in ([*targets] if isinstance(targets, dict) else names) if n not in found]
     if unknown:
         raise ValueError(f"unknown layers {unknown}; Conv2d and Linear layers are {', '.join(found)}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r}: expected one of {', '.join(PROFILES)}")
     implied = {n: f for n, kind in (sparsity or {}).items() if (f := nm_keep(kind)) is not None}
     if isinstance(targets, dict):
         return {**implied, **{n: float(f) for n, f in targets.items()}}
-    sizes = {n: m.weight.numel() for n, m in found.items() if n in names}
+    sizes = {n: m.weight.numel() for n, m in found.items()}
     rest = [n for n in names if n not in implied]
+    if profile == "global_magnitude" and rest:
+        fixed = sum(sizes[n] for n in found if n not in rest)
+        masks = global_magnitude_masks(model, rest, round(sum(sizes.values()) / float(targets)) - fixed)
+        return {**implied, **{n: int(masks[n].sum()) / sizes[n] for n in rest}}
     scaled = scale_profile(sizes, dict.fromkeys(rest, 1.0), float(targets)) if rest else {}
     return {**implied, **scaled}
 
@@ -55,18 +86,20 @@ def resolve_targets(model: nn.Module, targets: Targets, layers: Iterable[str] | 
 class ADMM:
     """ADMM towards per-layer targets for ``model``'s Conv2d and Linear weights.
 
-    ``targets``: keep fractions by layer name, or one overall compression. ``sparsity``: a type per
+    ``targets``: keep fractions by layer name, or one overall compression spread over ``layers`` by
+    ``profile`` (see ``resolve_targets``; ``layers``: see ``Layers``). ``sparsity``: a type per
     layer (unstructured by default; filter, channel, shape for convs; row, column for Linear; "N:M"
     for either). ``update_every``: optimizer steps between Z/U updates (default: the schedule's
     ``epochs_per_iteration`` times ``steps_per_epoch``).
     """
 
     def __init__(self, model: nn.Module, targets: Targets, schedule: ADMMSchedule | None = None,
-                 sparsity: dict[str, str] | None = None, layers: Iterable[str] | None = None,
-                 update_every: int | None = None, steps_per_epoch: int | None = None) -> None:
+                 sparsity: dict[str, str] | None = None, layers: Layers = None,
+                 update_every: int | None = None, steps_per_epoch: int | None = None,
+                 profile: str = "uniform") -> None:
         self.model, self.schedule = model, schedule or ADMMSchedule()
         self.sparsity = dict(sparsity or {})
-        self.keep = resolve_targets(model, targets, layers, self.sparsity)
+        self.keep = resolve_targets(model, targets, layers, self.sparsity, profile)
         found = prunable_layers(model)
         check_sparsity(found, self.keep, self.sparsity)
         if update_every is None and steps_per_epoch is None:

@@ -17,13 +17,12 @@ LightningModule (``model.fc1`` for a module holding ``self.model``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
-from admm_pruning.api import ADMM, Targets
+from admm_pruning.api import ADMM, Layers, Targets
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import apply_masks, current_masks, plain_state_dict
 from admm_pruning.training.distributed import broadcast_
@@ -31,20 +30,22 @@ from admm_pruning.training.modules import unscale_fused_
 
 
 class ADMMPruning(pl.Callback):
-    """``targets``: keep fractions by layer name, or one overall compression spread evenly over
-    ``layers`` (default: every Conv2d and Linear). ``sparsity``: a type per layer (see ``ADMM``).
+    """``targets``: keep fractions by layer name, or one overall compression spread over ``layers``
+    (names, modules, ``(module, "weight")`` pairs or a ``(name, module) -> bool`` filter; default:
+    every Conv2d and Linear) by ``profile`` (``uniform`` or ``global_magnitude``). ``sparsity``: a
+    type per layer (see ``ADMM``).
     ``update_every``: optimizer steps between Z/U updates; or ``update_every_epochs`` (the fit's
     optimizer steps per epoch times it). When ADMM is done: ``prune`` hard-prunes (default), and
     ``stop`` ends the fit (the suite's ADMM stage, which prunes afterwards)."""
 
     def __init__(self, targets: Targets, schedule: ADMMSchedule | None = None,
-                 sparsity: dict[str, str] | None = None, layers: Iterable[str] | None = None,
+                 sparsity: dict[str, str] | None = None, layers: Layers = None,
                  update_every: int | None = None, update_every_epochs: float | None = None,
-                 prune: bool = True, stop: bool = False) -> None:
+                 prune: bool = True, stop: bool = False, profile: str = "uniform") -> None:
         if (update_every is None) == (update_every_epochs is None):
             raise ValueError("give one of update_every (optimizer steps) or update_every_epochs")
         self.targets, self.schedule, self.sparsity = targets, schedule or ADMMSchedule(), sparsity
-        self.layers = list(layers) if layers is not None else None
+        self.layers, self.profile = layers, profile
         self.update_every, self.update_every_epochs = update_every, update_every_epochs
         self.prune, self.stop = prune, stop
         self.admm: ADMM | None = None
@@ -57,7 +58,8 @@ class ADMMPruning(pl.Callback):
     def build(self, model: torch.nn.Module, update_every: int) -> ADMM:
         """The ADMM object for ``model`` (the LightningModule, or a model inside it whose layer names
         the targets use); ``setup`` builds it for the LightningModule when nobody did before."""
-        self.admm = ADMM(model, self.targets, self.schedule, self.sparsity, self.layers, update_every=update_every)
+        self.admm = ADMM(model, self.targets, self.schedule, self.sparsity, self.layers, update_every=update_every,
+                         profile=self.profile)
         return self.admm
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
