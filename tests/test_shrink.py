@@ -222,7 +222,28 @@ def test_a_shape_pruned_conv_runs_on_its_used_columns_only(tmp_path):
     assert isinstance(shrink(model, example, min_column_saving=1.1).module().conv2, nn.Conv2d)
 
 
-def test_a_grouped_conv_is_refused_by_name_and_reason():
-    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
-    with pytest.raises(ShrinkError, match=r"0: a grouped convolution \(groups=2\) is not shrunk"):
-        shrink(model, (1, 4, 3, 3))
+def test_caffenet_with_grouped_convs_and_lrn_shrinks_to_the_same_outputs(tmp_path):
+    """CaffeNet's towers (conv2/4/5, groups=2) and LRN used to be refused; now a grouped conv keeps
+    its filters and inputs (and its neighbours theirs), LRN's producer keeps its channels, and the
+    rest shrinks: conv3's dead filters go (it feeds grouped conv4, so they stay), fc6/fc7 rows go."""
+    from admm_pruning.models.alexnet import CaffeNet
+    from admm_pruning.sparsity.masks import apply_masks, magnitude_masks
+
+    torch.manual_seed(0)
+    model = CaffeNet(num_classes=10).eval()
+    keep = {"conv2": 0.5, "conv3": 0.5, "conv4": 0.5, "fc6": 0.02, "fc7": 0.05}
+    apply_masks(model, magnitude_masks(model, keep, {"conv2": "shape", "conv3": "filter", "conv4": "filter",
+                                                     "fc6": "row", "fc7": "row"}))
+    x = torch.randn(3, 3, 67, 67)
+    small = shrink(model, x[:1])
+    with torch.no_grad():
+        assert torch.allclose(small.module()(x), model(x), atol=1e-5)
+    kept = small.kept
+    assert kept["conv2"]["out"] == [256, 256] and kept["conv4"]["out"] == [384, 384]  # grouped: whole
+    assert kept["conv1"]["out"] == [96, 96]  # through LRN
+    assert kept["fc6"]["out"][0] < 4096 and kept["fc7"]["out"][0] < 4096
+    from admm_pruning.report.verify import verify_export
+
+    report = verify_export(model, x, tmp_path)  # the export a pipeline run writes, reloaded and checked
+    assert report["exported"] and report["formats"]["safetensors"]["max_abs_diff"] < 1e-4
+    assert report["parameters"] < report["dense_parameters"] / 10

@@ -36,7 +36,7 @@ FORMAT = "admm_pruning.portable/1"
 ARCHITECTURE, WEIGHTS, ONNX = "architecture.json", "model.safetensors", "model.onnx"
 # Every layer type an architecture file may name: torch.nn classes, and IndexSelect below.
 NN_TYPES = ("Conv2d", "Conv1d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d",
-            "AdaptiveAvgPool2d", "Flatten", "Unflatten", "Unfold")
+            "AdaptiveAvgPool2d", "Flatten", "Unflatten", "Unfold", "LocalResponseNorm")
 OPS = {"IndexSelect": "y = torch.index_select(x, dim, index); index: the int64 tensor '<layer>.index' in the "
                       "safetensors file",
        "shape-wise pruned conv": "Unfold -> IndexSelect of the kept im2col columns (c*kh*kw + i*kw + j) -> "

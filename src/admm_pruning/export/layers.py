@@ -84,6 +84,7 @@ LAYER_TYPES: dict[str, type[nn.Module]] = {
     "Conv2d": nn.Conv2d, "Linear": nn.Linear, "BatchNorm1d": nn.BatchNorm1d, "BatchNorm2d": nn.BatchNorm2d,
     "ReLU": nn.ReLU, "MaxPool2d": nn.MaxPool2d, "AvgPool2d": nn.AvgPool2d,
     "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d, "Flatten": nn.Flatten, "Select": Select,
+    "LocalResponseNorm": nn.LocalResponseNorm,
     "ColumnConv2d": ColumnConv2d,
 }
 # The layers that hold prunable weights, in a model ``build_model`` makes.

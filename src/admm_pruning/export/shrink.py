@@ -10,9 +10,11 @@ layer's bias, so the small model computes what the masked one does. Inputs a Lin
 first conv) never uses are dropped by a ``Select`` in front of it.
 
 Only chains are shrunk (each op feeds just the next one); anything else raises ShrinkError
-rather than a silently wrong model. The result is a JSON config (layer list) plus a plain
-state dict, which ``build_model`` / ``load_shrunk`` turn back into an ``nn.Sequential``
-using torch alone.
+rather than a silently wrong model. A grouped conv (CaffeNet's towers) keeps its filters and
+inputs, and so does its neighbour on each side, as does a layer whose outputs pass through a
+LocalResponseNorm (it mixes neighbouring channels); the other layers still shrink. The result
+is a JSON config (layer list) plus a plain state dict, which ``build_model`` / ``load_shrunk``
+turn back into an ``nn.Sequential`` using torch alone.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ShrinkError(ValueError):
 
 PRUNABLE = ("Conv2d", "Linear")
 PER_CHANNEL = ("ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Flatten")
+ACROSS_CHANNELS = ("LocalResponseNorm",)  # between two layers: the producer keeps all its units
 _IN = {"Conv2d": "in_channels", "Linear": "in_features"}
 _OUT = {"Conv2d": "out_channels", "Linear": "out_features"}
 
@@ -54,14 +57,14 @@ def _layer(gm: fx.GraphModule, node: fx.Node) -> tuple[str, dict[str, Any], nn.M
         m = gm.get_submodule(node.target)
         if isinstance(m, (nn.Dropout, nn.Identity)):
             return None
-        if isinstance(m, nn.Conv2d) and m.groups != 1:
-            raise ShrinkError(f"{node.target}: a grouped convolution (groups={m.groups}) is not shrunk: its towers "
-                              "would keep unequal numbers of filters, which one nn.Conv2d cannot hold")
         if isinstance(m, nn.Conv2d) and m.padding_mode == "zeros":
             return "Conv2d", {"in_channels": m.in_channels, "out_channels": m.out_channels,
                               "kernel_size": list(m.kernel_size), "stride": list(m.stride),
                               "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
-                              "dilation": list(m.dilation), "bias": m.bias is not None}, m
+                              "dilation": list(m.dilation), "bias": m.bias is not None,
+                              **({"groups": m.groups} if m.groups != 1 else {})}, m
+        if isinstance(m, nn.LocalResponseNorm):
+            return "LocalResponseNorm", {k: getattr(m, k) for k in ("size", "alpha", "beta", "k")}, None
         if isinstance(m, nn.Linear):
             return "Linear", {"in_features": m.in_features, "out_features": m.out_features,
                               "bias": m.bias is not None}, m
@@ -167,6 +170,10 @@ def _slice(state: dict[str, torch.Tensor], name: str, attrs: tuple[str, ...], di
             state[key] = state[key].index_select(dim, index).clone()
 
 
+def _grouped(layer: dict[str, Any]) -> bool:
+    return layer["args"].get("groups", 1) != 1
+
+
 def _has_padding(layer: dict[str, Any]) -> bool:
     p = layer["args"].get("padding", 0)
     return p != "valid" and (isinstance(p, str) or any(p))
@@ -216,12 +223,14 @@ def _remove_units(layers: list[dict[str, Any]], state: dict[str, torch.Tensor], 
     folding a dead unit's constant output into j's bias; returns (kept, total) units."""
     p, c = layers[i]["name"], layers[j]["name"]
     between = layers[i + 1:j]
+    units = state[f"{p}.weight"].shape[0]
+    if any(_grouped(layers[k]) for k in (i, j)) or any(b["type"] in ACROSS_CHANNELS for b in between):
+        return units, units  # a grouped conv's towers must stay equal; LRN mixes neighbouring channels
     if any(b["type"] not in PER_CHANNEL or b["args"].get("start_dim", 1) != 1
            or b["args"].get("end_dim", -1) != -1 for b in between):
         raise ShrinkError(f"{p} -> {c}: only per-channel ops ({', '.join(PER_CHANNEL)}; flatten from "
                           "dim 1) may sit between two layers")
     wp, wc = state[f"{p}.weight"], state[f"{c}.weight"]
-    units = wp.shape[0]
     if wc.shape[1] % units or consumer_input.dim() != wc.dim():
         raise ShrinkError(f"{p} -> {c}: {c}'s inputs do not line up with {p}'s outputs")
     wc3 = wc.reshape(wc.shape[0], units, -1)  # consumer inputs grouped by producer unit
@@ -256,6 +265,9 @@ def _select_inputs(layer: dict[str, Any], state: dict[str, torch.Tensor], kept: 
     away by a ``Select`` in front of it (returned); a conv may become a ``ColumnConv2d``."""
     name, args = layer["name"], layer["args"]
     w = state[f"{name}.weight"]
+    if _grouped(layer):  # its inputs split into towers: none can be selected away
+        kept["in"] = [args["in_channels"]] * 2
+        return None
     used = torch.count_nonzero(w.reshape(w.shape[0], w.shape[1], -1), dim=(0, 2)) > 0
     if not used.any():
         used[0] = True
