@@ -6,7 +6,7 @@
 # resumes from artifacts/ when the script runs again. With --dry-run (the test suite, on CPU) it
 # prints each step, writes nothing under results/ and runs only a CPU-sized AlexNet step.
 #   bash benchmarks/gpu_check.sh            # on a GPU machine
-#   bash benchmarks/gpu_check.sh --dry-run  # anywhere: the plan, and that every step's command exists
+#   bash benchmarks/gpu_check.sh --dry-run  # anywhere: the plan, and a CPU-sized AlexNet step
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

@@ -210,3 +210,34 @@ def test_layers_by_name_module_pair_or_filter_and_a_global_magnitude_profile():
     expected = {n: float((model.get_submodule(n).weight.detach().abs() >= threshold).float().mean())
                 for n in ("0", "2")}
     assert glob == pytest.approx(expected) and round(glob["0"] * 128 + glob["2"] * 64) == 48
+
+
+def test_update_every_epochs_counts_the_fits_optimizer_steps_per_epoch():
+    """8 batches an epoch, 2 accumulated per optimizer step: an update every 4 steps."""
+    cb = ADMMPruning(KEEP, ADMMSchedule(rho=RHO, iterations=100), update_every_epochs=1)
+    trainer(max_epochs=2, accumulate_grad_batches=2, callbacks=[cb]).fit(Regressor(), data())
+    assert cb.admm.update_every == 4 and [h["iteration"] for h in cb.admm.history] == [1, 2]
+
+
+def test_an_update_falls_due_even_when_its_step_was_skipped():
+    """A step the fp16 GradScaler skips calls no optimizer hook, but Lightning counts it: the update
+    due at step 2 follows at step 3 instead of waiting a whole interval."""
+    from types import SimpleNamespace
+
+    cb = ADMMPruning(KEEP, ADMMSchedule(rho=RHO, iterations=100), update_every=2)
+    cb.build(Regressor(), 2)
+    cb.trainer = SimpleNamespace(global_step=0, strategy=SimpleNamespace(broadcast=lambda x, src=0: x))
+    for seen in (0, 2, 3):  # the hooks of steps 1, 3 and 4 (step 2 was skipped)
+        cb.trainer.global_step = seen
+        cb._after_step(None, (), {})
+    assert [h["iteration"] for h in cb.admm.history] == [1, 2]  # after steps 3 and 4
+
+
+def test_n_m_layers_count_at_n_over_m_when_one_compression_is_spread():
+    from admm_pruning.api import resolve_targets
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+    # 192 / 2 = 96 kept: the 2:4 layer keeps 64 of its 128, so the other keeps 32 of its 64
+    assert resolve_targets(model, 2.0, sparsity={"0": "2:4"}) == {"0": 0.5, "2": 0.5}
+    with pytest.raises(ValueError, match="update_every=0: must be >= 1"):
+        ADMM(model, 2.0, update_every=0)

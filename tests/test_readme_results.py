@@ -90,3 +90,18 @@ def test_a_readme_without_the_markers_is_refused(tmp_path, tree):
     with pytest.raises(SystemExit, match="results:start"):
         readme_results.main(["--readme", str(bare), "--results", str(results)])
     assert bare.read_text() == "# no block here\n"
+
+
+def test_a_variant_run_is_neither_a_readme_row_nor_a_study_point(tree):
+    """A run with other settings than its experiment's (seed<k>+<overrides>, summary 'variant')
+    stays out of the experiment's row and out of a study's points."""
+    from admm_pruning.analysis.runs import load_runs
+
+    readme, results = tree
+    _summary(results / "lenet5_admm_71x" / "mnist10k" / "seed0+pruner.rho=1e-3" / "summary.json",
+             final_acc=0.5, variant=["pruner.rho=1e-3"])
+    _summary(results / "lenet5_compare_mnist" / "runs" / "b24" / "admm_x71.2_seed0+pretrain.epochs=1" /
+             "summary.json", experiment="lenet5_compare_mnist", data="mnist", variant=["pretrain.epochs=1"])
+    readme_results.main(["--readme", str(readme), "--results", str(results)])
+    assert "seed0+pruner.rho" not in readme.read_text() and "| 50.00% |" not in readme.read_text()
+    assert not any(r.get("variant") for r in load_runs(results / "lenet5_compare_mnist" / "runs"))

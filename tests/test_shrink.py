@@ -224,8 +224,8 @@ def test_a_shape_pruned_conv_runs_on_its_used_columns_only(tmp_path):
 
 def test_caffenet_with_grouped_convs_and_lrn_shrinks_to_the_same_outputs(tmp_path):
     """CaffeNet's towers (conv2/4/5, groups=2) and LRN used to be refused; now a grouped conv keeps
-    its filters and inputs (and its neighbours theirs), LRN's producer keeps its channels, and the
-    rest shrinks: conv3's dead filters go (it feeds grouped conv4, so they stay), fc6/fc7 rows go."""
+    its filters and inputs, and so do its neighbours (conv3's dead filters stay: they feed grouped
+    conv4), LRN's producer keeps its channels, and the rest shrinks: fc6's and fc7's dead rows go."""
     from admm_pruning.models.alexnet import CaffeNet
     from admm_pruning.sparsity.masks import apply_masks, magnitude_masks
 
@@ -241,6 +241,7 @@ def test_caffenet_with_grouped_convs_and_lrn_shrinks_to_the_same_outputs(tmp_pat
     kept = small.kept
     assert kept["conv2"]["out"] == [256, 256] and kept["conv4"]["out"] == [384, 384]  # grouped: whole
     assert kept["conv1"]["out"] == [96, 96]  # through LRN
+    assert kept["conv3"]["out"] == [384, 384]  # half its filters are dead, but conv4 is grouped
     assert kept["fc6"]["out"][0] < 4096 and kept["fc7"]["out"][0] < 4096
     from admm_pruning.report.verify import verify_export
 

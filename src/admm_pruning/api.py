@@ -75,12 +75,20 @@ def resolve_targets(model: nn.Module, targets: Targets, layers: Layers = None,
         return {**implied, **{n: float(f) for n, f in targets.items()}}
     sizes = {n: m.weight.numel() for n, m in found.items()}
     rest = [n for n in names if n not in implied]
-    if profile == "global_magnitude" and rest:
-        fixed = sum(sizes[n] for n in found if n not in rest)
-        masks = global_magnitude_masks(model, rest, round(sum(sizes.values()) / float(targets)) - fixed)
+    if not rest:
+        return implied
+    # kept by the others: the layers not selected (dense) and the N:M ones (N / M of theirs)
+    fixed = sum(sizes[n] for n in found if n not in rest and n not in implied) + \
+        sum(round(f * sizes[n]) for n, f in implied.items())
+    k = round(sum(sizes.values()) / float(targets)) - fixed
+    if not len(rest) <= k <= sum(sizes[n] for n in rest):
+        raise ValueError(f"compression {float(targets):g}: the selected layers would keep {k} weights, "
+                         f"outside 1 per layer to all of them")
+    if profile == "global_magnitude":
+        masks = global_magnitude_masks(model, rest, k)
         return {**implied, **{n: int(masks[n].sum()) / sizes[n] for n in rest}}
-    scaled = scale_profile(sizes, dict.fromkeys(rest, 1.0), float(targets)) if rest else {}
-    return {**implied, **scaled}
+    sub = {n: sizes[n] for n in rest}
+    return {**implied, **scale_profile(sub, dict.fromkeys(rest, 1.0), sum(sub.values()) / k)}
 
 
 class ADMM:
@@ -104,9 +112,9 @@ class ADMM:
         check_sparsity(found, self.keep, self.sparsity)
         if update_every is None and steps_per_epoch is None:
             raise ValueError("give update_every (optimizer steps between Z/U updates) or steps_per_epoch")
-        self.update_every = int(update_every or self.schedule.steps_per_iteration(steps_per_epoch))
-        if self.update_every < 1:
+        if update_every is not None and update_every < 1:
             raise ValueError(f"update_every={update_every}: must be >= 1")
+        self.update_every = int(update_every or self.schedule.steps_per_iteration(steps_per_epoch))
         self.layers = {n: found[n] for n in self.keep}
         groups = {n: getattr(m, "groups", 1) for n, m in self.layers.items()}
         self.state = ADMMState(self.weights(), self.keep, self.schedule, self.sparsity, groups)

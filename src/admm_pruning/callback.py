@@ -65,13 +65,16 @@ class ADMMPruning(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or self.admm is not None or self.masks is not None:
             return
-        every = self.update_every
-        if every is None:
-            per_epoch = max(1, trainer.estimated_stepping_batches // max(1, trainer.max_epochs or 1))
-            every = max(1, round(self.update_every_epochs * per_epoch))
-        self.build(pl_module, every)
+        self.build(pl_module, self.update_every or 1)  # update_every_epochs: set once the batches are known
         if self._pending is not None:
             self._load(self._pending)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """``update_every_epochs`` in optimizer steps: one per (accumulated) batch; a module that makes
+        several steps per batch gives ``update_every`` instead."""
+        if self.update_every_epochs is not None and self.admm is not None:
+            per_epoch = -(-trainer.num_training_batches // trainer.accumulate_grad_batches)
+            self.admm.update_every = max(1, round(self.update_every_epochs * per_epoch))
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.trainer = trainer
@@ -103,12 +106,12 @@ class ADMMPruning(pl.Callback):
         """After every optimizer step (a hook on the optimizer, so any loop): the Z/U update when due.
         Steps are Lightning's count (the hook runs before Lightning counts this one), so an optimizer
         whose ``step`` calls its parent's, which runs the hooks again, still counts once."""
-        step = self.trainer.global_step + 1
+        step, every = self.trainer.global_step + 1, self.admm.update_every
         if not self.active or step == self.admm.steps:
             return
-        self.admm.steps = step
-        if step % self.admm.update_every:
-            return
+        previous, self.admm.steps = self.admm.steps, step
+        if step // every == previous // every:  # no multiple of `every` reached since the last step seen
+            return  # (one a GradScaler skipped, calling no hook, still counts: the update follows now)
         self.before_update()
         res = self.admm.update()
         broadcast_([*self.admm.state.buffers()])  # DDP: rank 0's Z, U and rho everywhere

@@ -28,9 +28,10 @@ def compare_across(s: Study, a: str, b: str) -> list[tuple[float, Difference, st
     return [(k, d, o) for (k, _, _), d, o in zip(pairs, diffs, family(diffs, a, b), strict=True)]
 
 
-def against_dense(s: Study, pruner: str) -> list[tuple[float, Difference, str]]:
-    """(target, final - own dense on test, outcome) at each of the pruner's targets, one Holm family."""
-    points = s.points.get(pruner, [])
+def against_dense(s: Study, pruner: str, keys: list[float] | None = None) -> list[tuple[float, Difference, str]]:
+    """(target, final - own dense on test, outcome) at each of the pruner's targets (or those of
+    ``keys`` only), one Holm family."""
+    points = [pt for pt in s.points.get(pruner, []) if keys is None or any(abs(pt.key - k) < 0.05 for k in keys)]
     diffs = [change(pt) for pt in points]
     outcomes = family(diffs, pruner, "dense")
     return [(pt.key, d, o.replace(f"{pruner} better", "above dense").replace("dense better", "below dense")

@@ -70,7 +70,8 @@ def results_section(results: Path, base: Path = ROOT) -> str:
              "paper: compression | paper: top-1 | epochs (dense + prune + retrain) | made on | "
              "stage seconds (pretrain / prune / retrain) | wall s of the run |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|"]
-    runs = [(path, json.loads(path.read_text())) for path in sorted(results.glob("*/*/seed*/summary.json"))]
+    runs = [(path, json.loads(path.read_text())) for path in sorted(results.glob("*/*/seed*/summary.json"))
+            if "+" not in path.parent.name]  # a variant (seed<k>+<overrides>) is not the experiment's row
     order = list(PROTOCOLS)
     runs.sort(key=lambda r: order.index(r[1]["data"]) if r[1]["data"] in order else len(order))
     lines += [_row(path, s, base) for path, s in runs]

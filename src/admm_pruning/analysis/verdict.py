@@ -77,7 +77,7 @@ def claim_rows(claim: Claim, st: StudyRuns) -> list[str]:
     paper = [p["compression"] for p in study_points(st.model) if p.get("pruner") == claim.a and p.get("no_loss")]
     for budget, s in st.studies.items():
         if claim.b is None:
-            found = [(k, d, o) for k, d, o in against_dense(s, claim.a) if any(abs(k - c) < 0.05 for c in paper)]
+            found = against_dense(s, claim.a, paper)  # the paper's targets only: they are the family
         elif {claim.a, claim.b} <= set(s.points):
             found = compare_across(s, claim.a, claim.b)
         else:

@@ -33,8 +33,9 @@ def n_m(sparsity: str) -> tuple[int, int] | None:
 
 def nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Keep the N largest magnitudes of every M consecutive weights along a row of the (out, -1)
-    weight matrix (the GEMM's reduction axis, as sparse tensor cores read it): the exact Euclidean
-    projection, since the groups are disjoint. Ties go to the lower index."""
+    weight matrix: for a Linear, along its inputs, the layout sparse tensor cores read; for a conv,
+    along its flattened (in, kh, kw) row. The exact Euclidean projection, since the groups are
+    disjoint. Ties go to the lower index."""
     rows = w.detach().reshape(w.shape[0], -1)
     if rows.shape[1] % m:
         raise ValueError(f"N:M sparsity {n}:{m}: rows of {rows.shape[1]} weights do not split into groups of {m}")

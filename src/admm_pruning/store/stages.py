@@ -41,9 +41,15 @@ def settings_hash(settings: dict[str, Any]) -> str:
 
 
 def umask_mode() -> int:
-    """The mode a plain ``open`` gives a new file under the current umask (0o644 for umask 022)."""
-    mask = os.umask(0)
-    os.umask(mask)
+    """The mode a plain ``open`` gives a new file under the current umask (0o644 for umask 022),
+    read from /proc where it can be: setting and restoring the umask to read it would race with
+    other threads creating files."""
+    try:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("Umask:"))
+        mask = int(line.split()[1], 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0)
+        os.umask(mask)
     return 0o666 & ~mask
 
 
