@@ -81,3 +81,9 @@ def test_the_issue_example_wins_its_target_in_the_report():
     pts = {p: Point(p, 71.2, [{"final_acc": x, "seed": s, "dense_acc": 0.99, "compression": 71.2}
                               for s, x in enumerate(a)]) for p, a in accs.items()}
     assert target_verdict(pts) == "A wins"
+
+
+def test_an_outcome_lost_to_holm_says_so_rather_than_asking_for_the_seeds_it_has():
+    d = paired([0.993, 0.994, 0.992], [0.990, 0.990, 0.990])  # p = 0.035 alone
+    adjusted = holm([d.p_difference(), 0.5, 0.6])[0]
+    assert outcome(d, "A", "B", p_diff=adjusted) == "undecided (decided at 5% alone, not after Holm's adjustment)"

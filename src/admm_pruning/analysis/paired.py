@@ -128,4 +128,8 @@ def outcome(d: Difference, a: str, b: str, p_diff: float | None = None, p_equiv:
     if d.n < 2:
         return f"undecided (n={d.n}: no spread)"
     need = seeds_needed(d, margin)
-    return f"undecided (n={need} would decide at 5%, before Holm)" if need else "undecided (no n in reach would decide)"
+    if need is None:
+        return "undecided (no n in reach would decide)"
+    if need <= d.n:  # this n decides one test alone; the family's adjustment asks for more
+        return "undecided (decided at 5% alone, not after Holm's adjustment)"
+    return f"undecided (n={need} would decide at 5%, before Holm)"

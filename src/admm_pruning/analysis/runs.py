@@ -93,13 +93,14 @@ class Study:
 
 
 def load_runs(results_dir: Path) -> list[dict]:
-    """Read every summary.json below results_dir, remembering where each came from; variants (runs
-    whose overrides changed a setting their folder does not name) are not the study's points."""
+    """Read every summary.json below results_dir, remembering where each came from; a single run's
+    variant (``<point>+<overrides>/``) is not one of the study's points. A whole study run with
+    overrides keeps its grid's folders: its runs are its points."""
     runs = []
     for path in sorted(results_dir.rglob("summary.json")):
-        summary = json.loads(path.read_text())
-        if summary.get("variant"):  # a run with other settings than its study's (report/destination.py)
+        if "+" in path.parent.name:  # a single run with other settings than the point's (report/destination.py)
             continue
+        summary = json.loads(path.read_text())
         summary["summary_path"] = path.relative_to(results_dir).as_posix()
         profile = (summary.get("profile") or {}).get("profile", "preset")
         if profile != "preset":  # a derived per-layer split is a different method: its own curve
