@@ -102,3 +102,13 @@ def test_bad_input_fails_fast_with_one_clear_line_and_writes_nothing(outcomes, n
     assert not (root / "results").exists()
     assert not (root / "artifacts" / "stages").exists()
     assert "weights_only" not in proc.stderr  # never advise unsafe loading
+
+
+def test_a_rejected_run_leaves_no_wandb_run(tmp_path: Path):
+    """With the W&B logger on (offline), input refused before training starts no W&B run."""
+    proc = subprocess.run([sys.executable, "-m", "admm_pruning.train", "experiment=lenet300_admm_23x", "seed=-1",
+                           "logger=wandb", f"paths.artifacts_dir={tmp_path / 'a'}",
+                           f"paths.results_dir={tmp_path / 'r'}"], cwd=ROOT, env=cli_env(WANDB_MODE="offline"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == OURS and "seed=-1" in proc.stderr
+    assert not (tmp_path / "a" / "wandb").exists() and not (tmp_path / "r").exists()
