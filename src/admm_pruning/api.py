@@ -25,7 +25,7 @@ from torch import nn
 
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState, converged
-from admm_pruning.sparsity.masks import current_masks, global_magnitude_masks, magnitude_masks, weight_param
+from admm_pruning.sparsity.masks import global_magnitude_masks, hard_prune, weight_param
 from admm_pruning.sparsity.projections import nm_keep
 from admm_pruning.sparsity.structured import check_sparsity
 from admm_pruning.sparsity.targets import scale_profile
@@ -158,9 +158,7 @@ class ADMM:
     def hard_prune(self) -> dict[str, torch.Tensor]:
         """Masks keeping the l_i largest entries (or groups) of W itself, not of Z, inside the
         support the model already has (weights pruned earlier stay pruned)."""
-        old = current_masks(self.model)
-        new = magnitude_masks(self.model, self.keep, self.sparsity)
-        return {**old, **{n: new[n] & old[n] if n in old else new[n] for n in new}}
+        return hard_prune(self.model, self.keep, self.sparsity)
 
     def state_dict(self) -> dict[str, Any]:
         return {"state": self.state.state_dict(), "steps": self.steps, "history": list(self.history)}

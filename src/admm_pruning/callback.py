@@ -26,6 +26,7 @@ from admm_pruning.api import ADMM, Layers, Targets
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import apply_masks, current_masks, plain_state_dict
 from admm_pruning.training.distributed import broadcast_
+from admm_pruning.training.fast import set_memory_format
 from admm_pruning.training.modules import unscale_fused_
 
 
@@ -83,7 +84,7 @@ class ADMMPruning(pl.Callback):
             self.admm.state.to(weights[0].device)
             nhwc = any(w.dim() == 4 and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
                        for w in weights)
-            self.admm.state.to(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+            set_memory_format(self.admm.state, channels_last=nhwc)
         self._hooks = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers]
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

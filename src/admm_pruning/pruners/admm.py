@@ -13,18 +13,9 @@ from torch import nn
 from admm_pruning.models.layers import set_dropout
 from admm_pruning.pruners.base import PruneJob, Pruner, PruneResult
 from admm_pruning.sparsity.admm import ADMMSchedule
-from admm_pruning.sparsity.masks import current_masks, magnitude_masks
+from admm_pruning.sparsity.masks import hard_prune
 from admm_pruning.training.admm_module import ADMMModule
 from admm_pruning.training.context import StageContext
-
-
-def hard_prune(model: nn.Module, keep: dict[str, float], sparsity: dict[str, str] | None = None
-               ) -> dict[str, torch.Tensor]:
-    """Masks keeping the l_i largest entries (or groups) of W itself, not of Z, inside the support
-    the model already has: weights pruned in an earlier round stay pruned."""
-    old = current_masks(model)
-    new = magnitude_masks(model, keep, sparsity)
-    return {**old, **{n: new[n] & old[n] if n in old else new[n] for n in new}}
 
 
 def admm_phase(ctx: StageContext, model: nn.Module, keep: dict[str, float], schedule: ADMMSchedule,

@@ -41,6 +41,15 @@ def magnitude_masks(model: nn.Module, keep: dict[str, float],
     return masks
 
 
+def hard_prune(model: nn.Module, keep: dict[str, float], sparsity: dict[str, str] | None = None
+               ) -> dict[str, torch.Tensor]:
+    """Masks keeping the l_i largest entries (or groups) of W itself, not of Z, inside the support
+    the model already has: weights pruned in an earlier round stay pruned."""
+    old = current_masks(model)
+    new = magnitude_masks(model, keep, sparsity)
+    return {**old, **{n: new[n] & old[n] if n in old else new[n] for n in new}}
+
+
 def global_magnitude_masks(model: nn.Module, layers: list[str], k: int) -> dict[str, torch.Tensor]:
     """One magnitude threshold across ``layers``: the k largest weights of them all survive
     (torch's global_unstructured / ShrinkBench's GlobalMagWeight), except that each layer's
