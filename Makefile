@@ -27,10 +27,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv from pyproject.toml, showing pip's progress (torch 2.14 + torchvision 0.29.2 pinned; TORCH_INDEX=<url> for CPU wheels)
 
-test: $(STAMP) ## Run the default test suite (about 6 min on 2 CPU cores)
+test: $(STAMP) ## Run the default test suite (about 5 min on 2 CPU cores)
 	$(PY) -m pytest -q -m "not slow and not reliability"
 
-smoke: $(STAMP) ## The whole pipeline on the mnist10k stand-in in about a minute (1-epoch stages; results under artifacts/smoke/)
+smoke: $(STAMP) ## The whole pipeline on the mnist10k stand-in in about 15 seconds (1-epoch stages; results under artifacts/smoke/)
 	$(VENV)/bin/admm-prune experiment=lenet5_admm_71x data=mnist10k pretrain.epochs=1 pruner.iterations=2 \
 		pruner.epochs_per_iteration=0.5 retrain.epochs=1 logger=csv paths.results_dir=artifacts/smoke $(ARGS)
 
