@@ -27,14 +27,14 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from admm_pruning.analysis.speedup_table import report
 from admm_pruning.export.layers import ColumnConv2d
 from admm_pruning.export.shrink import shrink
 from admm_pruning.export.sparse import sparsify
+from admm_pruning.foundations.files import load_tensors
 from admm_pruning.report.flops import flop_report
 from admm_pruning.report.provenance import provenance
-from admm_pruning.report.speedup_table import report
 from admm_pruning.sparsity.masks import apply_masks
-from admm_pruning.store.stages import load_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 
 from admm_pruning.data.mnist import MNISTData
 from admm_pruning.models.lenet import LeNet5, LeNet300
+from admm_pruning.pruners.admm import ADMMModule
 from admm_pruning.report.provenance import describe, provenance
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import apply_masks, magnitude_masks
-from admm_pruning.training.admm_module import ADMMModule
 from admm_pruning.training.context import EVAL_BATCH, StageContext
 from admm_pruning.training.fast import (
     FastPath,

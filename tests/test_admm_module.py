@@ -12,9 +12,8 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 from torch.utils.data import DataLoader, TensorDataset
 
 from admm_pruning.models.lenet import LeNet300
-from admm_pruning.pruners.admm import hard_prune
+from admm_pruning.pruners.admm import ADMMModule, hard_prune
 from admm_pruning.sparsity.admm import ADMMSchedule, ADMMState
-from admm_pruning.training.admm_module import ADMMModule
 
 KEEP = {"fc1": 0.1, "fc2": 0.2}
 L2, RHO = 1e-2, 1.0
@@ -193,7 +192,7 @@ def test_the_progressive_preset_divides_the_lr_by_ten_every_third_of_an_interval
     ("pruner.lr_drop_epochs=2", "pruner.lr_policy=thirds: leave pruner.lr_drop_epochs null"),
 ])
 def test_an_lr_policy_that_cannot_work_is_refused_by_key(override, message):
-    from admm_pruning.config import ConfigError
+    from admm_pruning.foundations.errors import ConfigError
     from admm_pruning.pruners.base import build_pruner
     from conftest import compose_cfg
 

@@ -13,9 +13,10 @@ from hydra.utils import instantiate
 from torch import nn
 from torchvision.models import alexnet as torchvision_alexnet
 
-from admm_pruning.config import ConfigError
 from admm_pruning.data.imagenet import FakeImageData
 from admm_pruning.data.mnist import Split
+from admm_pruning.foundations.errors import ConfigError
+from admm_pruning.foundations.files import load_tensors
 from admm_pruning.models.alexnet import AlexNet, CaffeNet
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.models.lenet import LeNet5
@@ -23,7 +24,6 @@ from admm_pruning.models.pretrained import file_sha256, from_torchvision_alexnet
 from admm_pruning.pipeline import run_experiment
 from admm_pruning.pruners.base import build_pruner
 from admm_pruning.sparsity.projections import keep_count
-from admm_pruning.store.stages import load_tensors
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.modules import ClassifierModule
 from conftest import compose_cfg

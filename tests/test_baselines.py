@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.models.lenet import LeNet5, LeNet300
 from admm_pruning.pipeline import run_experiment

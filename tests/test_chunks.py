@@ -11,13 +11,13 @@ import pytest
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
-from admm_pruning.config import ConfigError
 from admm_pruning.data.mnist import MNISTData
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.models.lenet import LeNet5, LeNet300
+from admm_pruning.pruners.admm import ADMMModule
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import apply_masks, magnitude_masks
 from admm_pruning.training import chunks
-from admm_pruning.training.admm_module import ADMMModule
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.fast import FastPath
 from admm_pruning.training.modules import ClassifierModule

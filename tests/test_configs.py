@@ -9,7 +9,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from admm_pruning.config import ConfigError, validate
+from admm_pruning.config import validate
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.pipeline import MACHINE_DATA_KEYS
 from admm_pruning.plan import initial_plan, initial_targets

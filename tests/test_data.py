@@ -3,7 +3,8 @@ import gzip
 import pytest
 import torch
 
-from admm_pruning.data.mnist import DataError, MNISTData
+from admm_pruning.data.mnist import MNISTData
+from admm_pruning.foundations.errors import DataError
 
 
 def test_mnist10k_protocol_split(shared_data_dir):

@@ -23,10 +23,10 @@ import torch
 from admm_pruning.data.imagenet import FakeImageData
 from admm_pruning.models.layers import set_dropout
 from admm_pruning.models.lenet import LeNet5
+from admm_pruning.pruners.admm import ADMMModule
 from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import magnitude_masks
 from admm_pruning.sparsity.projections import keep_count
-from admm_pruning.training.admm_module import ADMMModule
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.distributed import is_launch_rank_zero, launch_job_id
 

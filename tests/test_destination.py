@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.report.destination import results_path
 from conftest import compose_cfg
 

@@ -168,9 +168,9 @@ def test_the_nvml_probe_stays_where_a_gpu_exists(monkeypatch):
 def test_step_masks_train_bit_for_bit_as_the_parametrization(fake_data_dir, tmp_path, admm):
     """Same kernels otherwise (NCHW, for-loop Adam): the two ways of masking give identical weights,
     for masked retraining and for ADMM on a masked model (progressive rounds)."""
+    from admm_pruning.pruners.admm import ADMMModule
     from admm_pruning.sparsity.admm import ADMMSchedule
     from admm_pruning.sparsity.masks import plain_state_dict
-    from admm_pruning.training.admm_module import ADMMModule
 
     data, out = _data(fake_data_dir), []
     for step_masks in (False, True):

@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
+from admm_pruning.foundations.files import save_tensors
 from admm_pruning.models.lenet import LeNet5, LeNet300
 from admm_pruning.report.flops import flop_report, layer_flops
 from admm_pruning.sparsity.masks import apply_masks, magnitude_masks, plain_state_dict
-from admm_pruning.store.stages import save_tensors
 from conftest import ROOT
 
 _spec = importlib.util.spec_from_file_location("speedup", ROOT / "benchmarks" / "speedup.py")

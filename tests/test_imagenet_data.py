@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from admm_pruning.data.imagenet import FakeImageData, ImageNetData
-from admm_pruning.data.mnist import DataError
+from admm_pruning.foundations.errors import DataError
 from conftest import ROOT
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]

@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from admm_pruning.config import ConfigError, validate
+from admm_pruning.config import validate
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.models.lenet import LeNet5
 from admm_pruning.pipeline import flush_denormals
 from conftest import compose_cfg
@@ -49,7 +50,7 @@ import sys, numpy as np, torch
 torch.set_num_threads(2)
 from omegaconf import OmegaConf
 import admm_pruning.pipeline as pipeline   # everything the CLI imports before it flushes
-from admm_pruning.data.mnist import DataError
+from admm_pruning.foundations.errors import DataError
 x = torch.from_numpy(np.full(1_000_000, 1e-39, dtype=np.float32))  # made before the flag, which would flush it
 if sys.argv[1] == "late":
     (torch.ones(1_000_000) * 2).sum()   # an op that starts the OpenMP pool first

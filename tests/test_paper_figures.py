@@ -121,10 +121,10 @@ def test_make_drives_the_study_grids_from_hydra():
 
 
 def test_speedup_report_reads_its_figures_from_the_file():
-    from admm_pruning.report import speedup_table
+    from admm_pruning.analysis import speedup_table
 
     assert speedup_table.PAPER == load_figures()["speedup"]
     assert speedup_table.PAPER["gpu_speedups"] == [2.6, 3.65] and speedup_table.PAPER["cpu_speedup"] == 10.5
-    for path in (ROOT / "benchmarks" / "speedup.py", ROOT / "src" / "admm_pruning" / "report" / "speedup_table.py"):
+    for path in (ROOT / "benchmarks" / "speedup.py", ROOT / "src" / "admm_pruning" / "analysis" / "speedup_table.py"):
         source = path.read_text()
         assert "10.5" not in source and "13.2" not in source  # no figure written in the code

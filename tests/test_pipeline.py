@@ -9,9 +9,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from admm_pruning.foundations.files import load_tensors
 from admm_pruning.pipeline import run_experiment
-from admm_pruning.store.stages import load_tensors
-from admm_pruning.training.admm_module import ADMMModule
+from admm_pruning.pruners.admm import ADMMModule
 from conftest import ROOT, TINY, compose_cfg
 
 SUMMARY_KEYS = {"experiment", "data", "seed", "split_seed", "dense_acc", "admm_acc", "pruned_acc",

@@ -18,9 +18,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from admm_pruning.models.lenet import LeNet300
 from admm_pruning.pipeline import run_experiment
+from admm_pruning.pruners import admm as admm_module
+from admm_pruning.pruners.admm import ADMMModule
 from admm_pruning.sparsity.admm import ADMMSchedule
-from admm_pruning.training import admm_module
-from admm_pruning.training.admm_module import ADMMModule
 from admm_pruning.training.context import StageContext, progress_bar_wanted
 from conftest import TINY, TINY_BASE, compose_cfg
 

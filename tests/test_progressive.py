@@ -6,8 +6,8 @@ import torch
 from admm_pruning.models.lenet import LeNet5, LeNet300
 from admm_pruning.pruners.progressive import round_targets
 from admm_pruning.report.connectivity import connectivity
+from admm_pruning.sparsity.profiles import global_magnitude_profile, sensitivity_profile
 from admm_pruning.sparsity.projections import keep_count
-from admm_pruning.sparsity.sensitivity import global_magnitude_profile, sensitivity_profile
 
 
 def test_round_targets_step_chain_shares_prefixes():
@@ -111,8 +111,8 @@ def test_progressive_rounds_nest_hit_the_target_and_reuse_shared_prefixes(fake_d
     import json
     from pathlib import Path
 
+    from admm_pruning.foundations.files import load_tensors
     from admm_pruning.pipeline import run_experiment
-    from admm_pruning.store.stages import load_tensors
 
     s = run_experiment(_progressive_cfg(fake_data_dir, out_dirs, 20))
     assert s["compression"] == 20.0 and s["nonzero_weights"] == 430500 // 20
@@ -180,7 +180,8 @@ def test_sensitivity_profile_end_to_end_is_exact_and_reuses_the_scan(fake_data_d
 
 
 def test_profile_needs_a_compression_target():
-    from admm_pruning.config import ConfigError, validate
+    from admm_pruning.config import validate
+    from admm_pruning.foundations.errors import ConfigError
     from conftest import compose_cfg
 
     cfg = compose_cfg(["experiment=lenet5_admm_71x", "prune.profile=sensitivity", "prune.compression=null"])
@@ -207,7 +208,7 @@ def test_no_round_keeps_less_of_a_layer_than_the_final_targets():
 
 
 def test_bad_progressive_and_round_settings_are_config_errors():
-    from admm_pruning.config import ConfigError
+    from admm_pruning.foundations.errors import ConfigError
     from admm_pruning.pruners.progressive import ProgressiveADMMPruner
 
     with pytest.raises(ConfigError, match="pruner.step=1: must be > 1"):
@@ -222,8 +223,8 @@ def test_hans_dropout_rule_scales_every_rounds_retraining_and_the_last(fake_data
     import json
     from pathlib import Path
 
+    from admm_pruning.foundations.files import load_tensors
     from admm_pruning.pipeline import run_experiment
-    from admm_pruning.store.stages import load_tensors
 
     s = run_experiment(_progressive_cfg(fake_data_dir, out_dirs, 20, "retrain.dropout_scaled_by=fc1"))
     prune = json.loads((Path(s["stage_dirs"]["admm_progressive"]) / "metrics.json").read_text())

@@ -131,9 +131,9 @@ def test_a_grouped_convs_channel_and_shape_groups_are_per_tower(sparsity, towers
 def test_admm_projects_a_grouped_conv_per_tower():
     """ADMMModule reads each layer's towers from the model: Z^0 of a groups=2 conv under shape
     sparsity is the per-tower projection of W^0."""
+    from admm_pruning.pruners.admm import ADMMModule
     from admm_pruning.sparsity.admm import ADMMSchedule
     from admm_pruning.sparsity.projections import project
-    from admm_pruning.training.admm_module import ADMMModule
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(6, 4, 2, groups=2), torch.nn.Flatten())

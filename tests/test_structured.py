@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from admm_pruning.config import ConfigError
 from admm_pruning.export.shrink import shrink
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.models.lenet import LeNet5
 from admm_pruning.pipeline import run_experiment

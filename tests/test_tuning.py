@@ -4,7 +4,7 @@ the choice made on validation only, and `trial=chosen` reading it back."""
 import pytest
 import yaml
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.plan import initial_plan
 from admm_pruning.pruners.base import build_pruner
 from admm_pruning.tuning.select import TuningError, as_yaml, choose, trials_by_point

@@ -15,9 +15,9 @@ import pytest
 import wandb
 from wandb.proto import wandb_internal_pb2 as pb
 
+from admm_pruning import wandb_runs
 from admm_pruning.pipeline import run_experiment
 from admm_pruning.store.stages import StageResult
-from admm_pruning.training import wandb_runs
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.loggers import wandb_logger
 from conftest import TINY, compose_cfg
@@ -200,7 +200,7 @@ def test_broken_wandb_falls_back_to_csv(fake_data_dir, out_dirs, monkeypatch):
 def test_a_killed_stage_resumes_its_own_wandb_run(fake_data_dir, out_dirs, tmp_path, monkeypatch):
     """The ADMM stage crashes after its first epochs and is run again: the resumed training logs to
     the same W&B run (its id kept in the stage folder), not to a second one."""
-    from admm_pruning.training.admm_module import ADMMModule
+    from admm_pruning.pruners.admm import ADMMModule
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     extra = ("pruner.iterations=4", "pruner.epochs_per_iteration=1")

@@ -12,12 +12,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.models.layers import prunable_layers
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work, named by its key."""
-
+from admm_pruning.sparsity.profiles import PROFILES
 
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
@@ -127,8 +124,8 @@ def _check_targets(cfg: DictConfig) -> None:
         if not 0.0 < as_number(f"prune.keep.{name}", frac) <= 1.0:
             raise ConfigError(f"prune.keep.{name}={frac}: keep fractions must lie in (0, 1]")
     profile = get_key(cfg, "prune.profile") or "preset"
-    if profile not in ("preset", "sensitivity", "global_magnitude"):
-        raise ConfigError(f"prune.profile={profile!r}: expected preset, sensitivity or global_magnitude")
+    if profile not in PROFILES:
+        raise ConfigError(f"prune.profile={profile!r}: expected {', '.join(PROFILES)}")
     if profile != "preset" and get_key(cfg, "prune.compression") is None:
         raise ConfigError(f"prune.profile={profile}: set prune.compression, the overall factor to split")
     for level in get_key(cfg, "prune.sensitivity_levels") or []:

@@ -17,7 +17,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from admm_pruning.config import ConfigError, validate
+from admm_pruning.config import validate
+from admm_pruning.foundations.errors import ConfigError
+from admm_pruning.foundations.files import load_tensors, save_tensors
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.models.pretrained import file_sha256, load_dense_checkpoint
 from admm_pruning.plan import Plan, initial_plan, profiled_plan
@@ -27,12 +29,12 @@ from admm_pruning.report.provenance import note_code_version
 from admm_pruning.report.summary import publish
 from admm_pruning.sparsity.masks import apply_masks, plain_state_dict, remove_masks
 from admm_pruning.sparsity.structured import SparsityError, check_sparsity
-from admm_pruning.store.stages import StageCache, StageResult, load_tensors, save_tensors
+from admm_pruning.store.stages import StageCache, StageResult
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.fast import FastPath
 from admm_pruning.training.recipe import Recipe, train
-from admm_pruning.training.wandb_runs import finish_stage, run_identity
 from admm_pruning.tuning.trials import apply_trial
+from admm_pruning.wandb_runs import finish_stage, run_identity
 
 log = logging.getLogger("admm_pruning")
 

@@ -21,9 +21,10 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
-from admm_pruning.config import ConfigError, as_number, get_key
+from admm_pruning.config import as_number, get_key
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.pruners.base import Pruner
-from admm_pruning.sparsity.sensitivity import derive_keep
+from admm_pruning.sensitivity import derive_keep
 from admm_pruning.sparsity.targets import TargetError, scale_profile
 from admm_pruning.store.stages import StageCache
 from admm_pruning.training.context import StageContext

@@ -22,8 +22,7 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 def main(cfg: DictConfig) -> float:
     # Imported here rather than at the top, so that Hydra's own errors and --help come back in
     # about a second instead of after importing torch and Lightning.
-    from admm_pruning.config import ConfigError
-    from admm_pruning.data.mnist import DataError
+    from admm_pruning.foundations.errors import ConfigError, DataError
     from admm_pruning.pipeline import run_experiment
     from admm_pruning.report.sparsity import SparsityMismatchError
     from admm_pruning.sparsity.masks import RevivedWeightsError

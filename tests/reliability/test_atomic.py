@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from admm_pruning.foundations.files import load_tensors, save_tensors, write_json
 from admm_pruning.report.sparsity import write_table
-from admm_pruning.store.stages import StageCache, load_tensors, save_tensors, write_json
+from admm_pruning.store.stages import StageCache
 
 from .helpers import ONESHOT, copy_run, outcome, run, stage_dir
 
@@ -53,7 +54,7 @@ WRITER = """
 import sys, time
 from pathlib import Path
 import torch
-from admm_pruning.store.stages import save_tensors
+from admm_pruning.foundations.files import save_tensors
 def slow(p, data):
     with open(p, "wb") as f:
         f.write(data[: len(data) // 2])
@@ -121,7 +122,7 @@ def test_written_files_take_the_umasks_mode_not_mkstemps_private_one(tmp_path, u
     """On a shared file system colleagues read the results: a file gets what the umask allows."""
     import os
 
-    from admm_pruning.store.stages import save_tensors, write_json
+    from admm_pruning.foundations.files import save_tensors, write_json
 
     old = os.umask(umask)
     try:

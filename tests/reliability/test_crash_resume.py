@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from admm_pruning.store.stages import load_tensors, read_checkpoint
+from admm_pruning.foundations.files import load_tensors
+from admm_pruning.store.stages import read_checkpoint
 
 from .helpers import outcome, overrides, run_cli, stage_dir, start_cli, summary_at
 

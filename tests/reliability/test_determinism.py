@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from admm_pruning.store.stages import load_tensors
+from admm_pruning.foundations.files import load_tensors
 
 from .helpers import ADMM, outcome, run, summary_at
 

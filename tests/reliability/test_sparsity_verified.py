@@ -13,11 +13,11 @@ import torch
 
 from admm_pruning import pipeline
 from admm_pruning.export.layers import load_shrunk
+from admm_pruning.foundations.files import load_tensors, sha256
 from admm_pruning.models.lenet import LeNet300
 from admm_pruning.report import summary as summary_module
 from admm_pruning.report import verify
 from admm_pruning.report.sparsity import SparsityMismatchError, count_sparsity
-from admm_pruning.store.stages import load_tensors, sha256
 
 from .helpers import ONESHOT, RESULTS, copy_run, run, stage_dir
 

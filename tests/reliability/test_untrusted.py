@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from admm_pruning.store.stages import load_tensors, read_checkpoint
+from admm_pruning.foundations.files import load_tensors
+from admm_pruning.store.stages import read_checkpoint
 
 from .helpers import ONESHOT, copy_run, outcome, run, stage_dir
 

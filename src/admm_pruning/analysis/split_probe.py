@@ -26,12 +26,12 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from admm_pruning.foundations.files import atomic_write, load_tensors
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.report.provenance import describe, provenance
 from admm_pruning.sparsity.masks import apply_masks, global_magnitude_masks, magnitude_masks, remove_masks
 from admm_pruning.sparsity.projections import keep_count
 from admm_pruning.sparsity.targets import scale_profile
-from admm_pruning.store.stages import atomic_write, load_tensors
 from admm_pruning.training.context import StageContext
 
 

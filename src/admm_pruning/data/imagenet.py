@@ -22,7 +22,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import datasets, transforms
 
-from admm_pruning.data.mnist import DataError, InMemoryData, Split, default_data_dir
+from admm_pruning.data.mnist import InMemoryData, Split, default_data_dir
+from admm_pruning.foundations.errors import DataError
 
 # The torchvision ImageNet normalisation (torchvision's AlexNet weights expect it).
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

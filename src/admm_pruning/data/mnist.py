@@ -19,14 +19,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from admm_pruning.data.mnist_files import (
     TEST_FILES,
     TRAIN_FILES,
-    DataError,
     download_files,
     find_file,
     load_idx_pair,
     missing_message,
 )
+from admm_pruning.foundations.errors import DataError
 
-__all__ = ["TEST_FILES", "DataError", "InMemoryData", "MNISTData", "Split", "default_data_dir", "load_idx_pair"]
+__all__ = ["TEST_FILES", "InMemoryData", "MNISTData", "Split", "default_data_dir", "load_idx_pair"]
 
 MEAN, STD = 0.1307, 0.3081
 CAFFE_SCALE = 0.00390625  # 1/256: the `scale` of the data layer in Caffe's lenet_train_test.prototxt

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from admm_pruning.foundations.errors import DataError
+
 # md5 of the official files, gzipped (as torchvision downloads and checks them) and uncompressed
 # (as a DATA_DIR may hold the training set); docs/reference.md, section 5, lists both.
 MD5 = {
@@ -24,10 +26,6 @@ MD5 = {
 }
 TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-class DataError(RuntimeError):
-    """Data set missing or corrupt: raised before any training starts."""
 
 
 def candidate_dirs(root: Path) -> list[Path]:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from admm_pruning.export.shrink import Shrunk
-from admm_pruning.store.stages import atomic_write
+from admm_pruning.foundations.files import atomic_write
 
 log = logging.getLogger("admm_pruning")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
 
 # torchvision.models.AlexNet module path -> the papers' layer name (models.AlexNet attribute).
 TORCHVISION_ALEXNET = {

@@ -20,7 +20,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.store.stages import StageCache
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.recipe import Recipe

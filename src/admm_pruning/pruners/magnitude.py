@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from admm_pruning.foundations.files import load_tensors, save_tensors
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.pruners.base import PruneJob, Pruner, PruneResult
 from admm_pruning.sparsity.masks import apply_masks, global_magnitude_masks, magnitude_masks, remove_masks
 from admm_pruning.sparsity.projections import keep_count
-from admm_pruning.store.stages import load_tensors, save_tensors
 from admm_pruning.training.distributed import is_launch_rank_zero
 from admm_pruning.training.modules import OptimizerFactory
 from admm_pruning.training.recipe import Recipe, train

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
+from admm_pruning.foundations.files import load_tensors, save_tensors
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.pruners.admm import admm_phase
 from admm_pruning.pruners.base import PruneJob, Pruner, PruneResult
@@ -32,7 +33,7 @@ from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import apply_masks, current_masks, plain_state_dict, remove_masks
 from admm_pruning.sparsity.projections import keep_count
 from admm_pruning.sparsity.targets import scale_profile
-from admm_pruning.store.stages import StageCache, StageResult, load_tensors, save_tensors
+from admm_pruning.store.stages import StageCache, StageResult
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.distributed import is_launch_rank_zero
 from admm_pruning.training.modules import OptimizerFactory

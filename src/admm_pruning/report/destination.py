@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
 
 # Overrides that say where files are, where runs train and how they are logged or launched (the
 # summary's provenance records the machine): everything under these, and these keys themselves.

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
+from admm_pruning.foundations.files import atomic_write
 from admm_pruning.report.provenance import describe
 from admm_pruning.report.storage import storage_table
-from admm_pruning.store.stages import atomic_write
 
 
 class SparsityMismatchError(RuntimeError):

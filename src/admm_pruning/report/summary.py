@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from admm_pruning.foundations.files import atomic_write, load_tensors, write_json
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.report.connectivity import connectivity
 from admm_pruning.report.destination import task_overrides, variant_overrides
@@ -20,11 +21,11 @@ from admm_pruning.report.provenance import provenance
 from admm_pruning.report.sparsity import count_sparsity, table_rows, write_table
 from admm_pruning.report.storage import EXPORT_FILES, storage_report
 from admm_pruning.report.verify import verify_export, verify_sparsity
-from admm_pruning.store.stages import StageResult, atomic_write, load_tensors, write_json
+from admm_pruning.store.stages import StageResult
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.distributed import is_launch_rank_zero
 from admm_pruning.training.loggers import LoggerFactory
-from admm_pruning.training.wandb_runs import log_summary
+from admm_pruning.wandb_runs import log_summary
 
 log = logging.getLogger("admm_pruning")
 

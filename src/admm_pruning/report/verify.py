@@ -15,8 +15,9 @@ from torch import nn
 from admm_pruning.export.formats import ARCHITECTURE, ONNX, WEIGHTS, load_portable, run_onnx, save_portable
 from admm_pruning.export.layers import load_shrunk
 from admm_pruning.export.shrink import ShrinkError, shrink
+from admm_pruning.foundations.files import load_tensors, save_tensors, sha256, write_json
 from admm_pruning.report.sparsity import SparsityMismatchError, count_sparsity
-from admm_pruning.store.stages import ARTIFACTS, StageResult, load_tensors, save_tensors, sha256, write_json
+from admm_pruning.store.stages import ARTIFACTS, StageResult
 
 # summary key -> count_sparsity key, for every sparsity figure a summary claims.
 CLAIMS = {"compression": "compression", "conv_compression": "conv_compression", "total_weights": "total",

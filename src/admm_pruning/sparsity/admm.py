@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.sparsity.projections import group_count, group_mask, keep_count
 
 # How the W-step's lr moves inside the ADMM phase (``lr_policy``); None: ``multistep`` when

@@ -22,15 +22,25 @@ names the setting) the automatic loop runs.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
 
-if TYPE_CHECKING:
-    from admm_pruning.training.modules import ClassifierModule
+
+class ChunkedModule(Protocol):
+    """What a chunk needs of its LightningModule (training/modules.py's ClassifierModule), named
+    here so that the loop does not import the module that calls it."""
+
+    trainer: pl.Trainer
+
+    def optimizers(self) -> Any: ...
+
+    def task_loss(self, batch: Any) -> torch.Tensor: ...
+
+    def after_optimizer_step(self) -> None: ...
 
 
 class Chunks:
@@ -79,7 +89,7 @@ def check_schedulers(trainer: pl.Trainer) -> None:
                           "set fast.steps_per_batch=1 for a scheduler frequency or ReduceLROnPlateau")
 
 
-def run_chunk(module: ClassifierModule, chunk: list[Any], batch_idx: int) -> None:
+def run_chunk(module: ChunkedModule, chunk: list[Any], batch_idx: int) -> None:
     """The chunk's optimizer steps, as the automatic loop would make them one batch at a time."""
     trainer = module.trainer
     configs = trainer.lr_scheduler_configs

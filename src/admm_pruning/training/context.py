@@ -19,8 +19,8 @@ from pytorch_lightning.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from admm_pruning.config import ConfigError
 from admm_pruning.data.mnist import InMemoryData
+from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.training import chunks
 from admm_pruning.training.distributed import rank_sharded
 from admm_pruning.training.fast import FastPath, skip_gpu_probe_without_gpu
@@ -93,7 +93,7 @@ class StageContext:
     tags: list[str] = field(default_factory=list)
     identity: RunIdentity | None = None  # W&B names, group, tags and config; set by the pipeline
     # The open W&B run of the stage in progress: left open after training, so that the stage's
-    # artifact is logged from it when the stage ends (training.wandb_runs.finish_stage).
+    # artifact is logged from it when the stage ends (wandb_runs.finish_stage).
     stage_logger: Logger | None = field(default=None, repr=False)
     fast: FastPath = field(default_factory=FastPath)  # kernel choices for every fit (training/fast.py)
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from admm_pruning.config import ConfigError
+from admm_pruning.foundations.errors import ConfigError
 
 FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"

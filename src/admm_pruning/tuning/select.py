@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from admm_pruning.analysis.runs import NoSummariesError, load_runs
-from admm_pruning.store.stages import atomic_write
+from admm_pruning.foundations.files import atomic_write
 
 Key = tuple[int, str, float]  # budget epochs, pruner, tuning target
 
