@@ -15,7 +15,7 @@ from admm_pruning.pipeline import run_experiment
 from admm_pruning.plan import initial_plan, initial_targets
 from admm_pruning.pruners.base import build_pruner
 from admm_pruning.pruners.han import HanPruner, quality_threshold
-from admm_pruning.pruners.magnitude import IterativeMagnitudePruner, dropout_for
+from admm_pruning.pruners.iterative_magnitude import IterativeMagnitudePruner, dropout_for
 from admm_pruning.sparsity.masks import global_magnitude_masks
 from admm_pruning.sparsity.projections import keep_count
 from admm_pruning.sparsity.targets import scale_profile
@@ -159,7 +159,7 @@ def test_random_pruner_keeps_exact_counts_drawn_from_the_seed():
     from types import SimpleNamespace
 
     from admm_pruning.pruners.base import PruneJob
-    from admm_pruning.pruners.magnitude import RandomPruner
+    from admm_pruning.pruners.random import RandomPruner
     from admm_pruning.sparsity.masks import magnitude_masks
     torch.manual_seed(0)
     model, keep = LeNet5(), {"conv2": 0.1, "fc1": 0.01}

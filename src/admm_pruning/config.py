@@ -12,21 +12,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from admm_pruning.foundations.checks import as_number, dropout_rate, epochs, non_negative, positive
 from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.sparsity.profiles import PROFILES
 
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
-
-
-def as_number(key: str, value: object) -> float:
-    """``value`` as a float; a bool, a string or a non-finite number is a mistake, not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key}={value!r}: expected a number")
-    if not math.isfinite(value):
-        raise ConfigError(f"{key}={value!r}: not a finite number")
-    return float(value)
 
 
 def validate(cfg: DictConfig, build: Callable[[], nn.Module]) -> None:
@@ -134,44 +126,26 @@ def _check_targets(cfg: DictConfig) -> None:
 
 
 def _check_schedule(cfg: DictConfig) -> None:
-    """Epoch counts, batch sizes and the ADMM schedule: sizes that must be >= 0 or > 0."""
+    """Epoch counts and batch sizes of the shared stages; each pruner checks its own options
+    (pruners/<name>.py, when ``build_pruner`` builds it, still before anything is read or trained)."""
     for key in ("pretrain.epochs", "retrain.epochs", "budget.epochs"):
         value = get_key(cfg, key)
-        if value is not None and as_number(key, value) < 0:
-            raise ConfigError(f"{key}={value}: epoch counts must be >= 0")
+        epochs(key, value)
         if key != "budget.epochs" and value is not None and value != int(value):
             raise ConfigError(f"{key}={value}: epoch counts must be whole numbers")
     if get_key(cfg, "retrain.epochs") is None and get_key(cfg, "budget.epochs") is None:
         raise ConfigError("retrain.epochs=null: set it, or set budget.epochs to derive it")
-    for key in ("pretrain.batch_size", "retrain.batch_size", "pruner.batch_size", "pruner.iterations",
-                "pruner.epochs_per_iteration", "pruner.rho", "pruner.lr_scale", "pruner.rounds",
-                "pruner.epochs_per_round", "pruner.candidates", "pruner.keep_best"):
-        value = get_key(cfg, key)
-        if value is not None and as_number(key, value) <= 0:
-            raise ConfigError(f"{key}={value}: must be > 0")
-    for key in ("pruner.rho_multiplier", "pruner.rho_scale", "pruner.rho_max", "pruner.lr_drop_epochs"):
-        value = get_key(cfg, key)
-        if value is not None and as_number(key, value) <= 0:
-            raise ConfigError(f"{key}={value}: must be > 0")
-    for key in ("pruner.eps", "pruner.l2", "pretrain.l2", "retrain.l2"):
-        value = get_key(cfg, key)
-        if value is not None and as_number(key, value) < 0:
-            raise ConfigError(f"{key}={value}: must be >= 0")
-    value = get_key(cfg, "pruner.round_retrain_epochs")
-    if value is not None and as_number("pruner.round_retrain_epochs", value) < 0:
-        raise ConfigError(f"pruner.round_retrain_epochs={value}: epoch counts must be >= 0")
+    for key in ("pretrain.batch_size", "retrain.batch_size"):
+        positive(key, get_key(cfg, key))
+    for key in ("pretrain.l2", "retrain.l2"):
+        non_negative(key, get_key(cfg, key))
 
 
 def _check_fractions(cfg: DictConfig) -> None:
-    """Dropout rates in [0, 1) and the lr drop factor in (0, 1]: torch checks dropout only when the
-    layer is built, which for retraining is after two stages have trained."""
-    for key in ("model.dropout", "pretrain.dropout", "retrain.dropout", "pruner.dropout", "pruner.retrain_dropout"):
-        value = get_key(cfg, key)
-        if value is not None and not 0.0 <= as_number(key, value) < 1.0:
-            raise ConfigError(f"{key}={value}: a dropout rate must lie in [0, 1)")
-    value = get_key(cfg, "pruner.lr_drop_gamma")
-    if value is not None and not 0.0 < as_number("pruner.lr_drop_gamma", value) <= 1.0:
-        raise ConfigError(f"pruner.lr_drop_gamma={value}: must lie in (0, 1]")
+    """Dropout rates in [0, 1): torch checks them only when the layer is built, which for
+    retraining is after two stages have trained."""
+    for key in ("model.dropout", "pretrain.dropout", "retrain.dropout"):
+        dropout_rate(key, get_key(cfg, key))
 
 
 def _check_trainer(cfg: DictConfig) -> None:

@@ -18,17 +18,19 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from admm_pruning.config import validate
+from admm_pruning.foundations.desc import Desc
 from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.foundations.files import load_tensors, save_tensors
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.models.pretrained import file_sha256, load_dense_checkpoint
 from admm_pruning.plan import Plan, initial_plan, profiled_plan
-from admm_pruning.pruners.base import PruneJob, Pruner, build_pruner
+from admm_pruning.pruners.base import PruneJob, Pruner, build_pruner, keyed_node
 from admm_pruning.report.destination import check_writable, results_path
 from admm_pruning.report.provenance import note_code_version
 from admm_pruning.report.summary import publish
 from admm_pruning.sparsity.masks import apply_masks, plain_state_dict, remove_masks
 from admm_pruning.sparsity.structured import SparsityError, check_sparsity
+from admm_pruning.store.descriptions import PretrainDesc, PruneDesc, RetrainDesc
 from admm_pruning.store.stages import StageCache, StageResult
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.fast import FastPath
@@ -128,7 +130,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     stages = Stages(cfg, ctx, cache, build)
     dense = stages.pretrain()
     if plan.profile["profile"] != "preset":  # phase 2: targets from the dense model
-        plan = profiled_plan(cfg, plan, pruner, ctx, stages.load(dense), sizes, cache, stages.settings["pretrain"])
+        plan = profiled_plan(cfg, plan, pruner, ctx, stages.load(dense), sizes, cache, stages.dense)
     pruned = stages.prune(pruner, plan, dense)
     final = stages.retrain(pruner, plan, pruned)
     return publish(cfg, ctx, {"pretrain": dense, "prune": pruned, "retrain": final}, plan, pruner,
@@ -141,8 +143,8 @@ class Stages:
     def __init__(self, cfg: DictConfig, ctx: StageContext, cache: StageCache, build: Callable[[], nn.Module]) -> None:
         self.cfg, self.ctx, self.cache, self.build = cfg, ctx, cache, build
         self.key = context_key(cfg)
-        self.settings: dict[str, dict[str, Any]] = {
-            "pretrain": {**self.key, "seed": cfg.seed, "pretrain": _dense_settings(cfg)}}
+        self.dense = PretrainDesc(**self.key, seed=cfg.seed, pretrain=_dense_settings(cfg))
+        self.pruned: PruneDesc | None = None
 
     def load(self, stage: StageResult) -> nn.Module:
         """A fresh model with a stage's saved weights (masked weights are zero, no masks attached)."""
@@ -150,16 +152,16 @@ class Stages:
         model.load_state_dict(load_tensors(stage.dir / "weights.pt"))
         return model
 
-    def _run(self, name: str, settings: dict[str, Any], compute: Callable[[Path, Path | None], dict],
+    def _run(self, desc: Desc, compute: Callable[[Path, Path | None], dict],
              parent: StageResult | None = None) -> StageResult:
         """Run or reuse a stage; its W&B run ends here, with the stage's artifact (``parent``'s as input)."""
         done = None
         try:
-            done = self.cache.run(name, settings, compute)
+            done = self.cache.run(desc, compute)
         finally:
             finish_stage(self.ctx, done, parent)
         state = "reused" if done.cached else f"done in {done.metrics['seconds']:.1f}s"
-        log.info("stage %s: %s (%s)", name, state, done.dir)
+        log.info("stage %s: %s (%s)", desc.name, state, done.dir)
         return done
 
     def pretrain(self) -> StageResult:
@@ -172,23 +174,23 @@ class Stages:
             save_tensors(d / "weights.pt", plain_state_dict(model))
             return _scores(self.ctx, model, "dense")
 
-        return self._run("pretrain", self.settings["pretrain"], compute)
+        return self._run(self.dense, compute)
 
     def prune(self, pruner: Pruner, plan: Plan, dense: StageResult) -> StageResult:
         """The pruner's stage: it computes masks; the masked weights and masks are saved here."""
-        settings = self.settings["prune"] = {"parent": self.settings["pretrain"], "pruner": plain(self.cfg.pruner),
-                                             "keep": plan.keep}
+        desc = self.pruned = PruneDesc(self.dense, keyed_node(self.cfg.pruner), plan.keep, pruner.name)
 
         def compute(d: Path, resume: Path | None) -> dict[str, Any]:
             model = self.load(dense)
-            result = pruner.prune(PruneJob(self.ctx, model, plan.keep, StageCache(d / "rounds"), self.key, d, resume))
+            job = PruneJob(self.ctx, model, plan.keep, StageCache(d / "rounds"), self.key, d, resume, self.cache)
+            result = pruner.prune(job)
             remove_masks(model)
             apply_masks(model, result.masks)
             save_tensors(d / "weights.pt", plain_state_dict(model))
             save_tensors(d / "masks.pt", result.masks)
             return {**result.metrics, "pruned_acc": self.ctx.evaluate(model)}
 
-        return self._run(pruner.name, settings, compute, parent=dense)
+        return self._run(desc, compute, parent=dense)
 
     def retrain(self, pruner: Pruner, plan: Plan, pruned: StageResult) -> StageResult:
         """Masked retraining, by the shared recipe or the pruner's own (Han et al.)."""
@@ -196,7 +198,8 @@ class Stages:
         shared = Recipe.from_cfg(self.cfg.retrain, epochs=plan.retrain_epochs)
         shared = shared.with_dropout_scaled(masks, self.cfg.retrain.get("dropout_scaled_by"))
         recipe = pruner.retrain_recipe(shared, masks)
-        settings = {"parent": self.settings["prune"], "retrain": recipe.settings()}
+        assert self.pruned is not None, "retrain follows prune"
+        desc = RetrainDesc(self.pruned, recipe.settings())
 
         def compute(d: Path, resume: Path | None) -> dict[str, Any]:
             model = self.load(pruned)
@@ -206,5 +209,5 @@ class Stages:
             save_tensors(d / "masks.pt", masks)
             return {**_scores(self.ctx, model, "final"), "recipe": recipe.settings()}
 
-        return self._run("retrain", settings, compute, parent=pruned)
+        return self._run(desc, compute, parent=pruned)
 

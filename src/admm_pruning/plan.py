@@ -21,11 +21,13 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
-from admm_pruning.config import as_number, get_key
+from admm_pruning.config import get_key
+from admm_pruning.foundations.checks import as_number
 from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.pruners.base import Pruner
 from admm_pruning.sensitivity import derive_keep
 from admm_pruning.sparsity.targets import TargetError, scale_profile
+from admm_pruning.store.descriptions import PretrainDesc
 from admm_pruning.store.stages import StageCache
 from admm_pruning.training.context import StageContext
 
@@ -83,7 +85,7 @@ def initial_plan(cfg: DictConfig, pruner: Pruner, sizes: dict[str, int],
 
 
 def profiled_plan(cfg: DictConfig, plan: Plan, pruner: Pruner, ctx: StageContext, dense: nn.Module,
-                  sizes: dict[str, int], cache: StageCache, parent: dict[str, Any]) -> Plan:
+                  sizes: dict[str, int], cache: StageCache, parent: PretrainDesc) -> Plan:
     """Phase 2 (after pretraining): targets from the dense model for a sensitivity or global
     magnitude profile, with the budget recomputed for them."""
     keep, profile = derive_keep(plan.profile["profile"], ctx, dense, list(plan.keep), float(cfg.prune.compression),

@@ -16,6 +16,7 @@ from admm_pruning.foundations.files import atomic_write
 from admm_pruning.models.layers import prunable_layers
 from admm_pruning.sparsity.masks import apply_masks, magnitude_masks, remove_masks
 from admm_pruning.sparsity.profiles import global_magnitude_profile, sensitivity_profile
+from admm_pruning.store.descriptions import PretrainDesc, SensitivityDesc
 from admm_pruning.store.stages import StageCache
 from admm_pruning.training.context import StageContext
 
@@ -67,7 +68,7 @@ def write_scan(d: Path, result: dict[str, Any]) -> None:
 
 
 def derive_keep(profile: str, ctx: StageContext, model: nn.Module, layers: list[str], compression: float,
-                levels: list[float], cache: StageCache, parent: dict[str, Any]) -> tuple[dict[str, float], dict]:
+                levels: list[float], cache: StageCache, parent: PretrainDesc) -> tuple[dict[str, float], dict]:
     """Per-layer keep fractions of ``layers`` at exactly ``compression`` from the dense ``model``.
 
     The sensitivity scan is a cached stage keyed by the dense stage's settings and the levels,
@@ -82,6 +83,6 @@ def derive_keep(profile: str, ctx: StageContext, model: nn.Module, layers: list[
         write_scan(d, result)
         return result
 
-    done = cache.run("sensitivity", {"parent": parent, "levels": list(levels)}, compute)
+    done = cache.run(SensitivityDesc(parent, list(levels)), compute)
     keep, tol = sensitivity_profile(done.metrics, sizes, layers, compression)
     return keep, {"profile": profile, "tolerance_pts": 100 * tol, "scan_dir": str(done.dir)}

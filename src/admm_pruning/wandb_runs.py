@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from admm_pruning.foundations.desc import settings_hash
+from admm_pruning.pruners.base import keyed_node
 from admm_pruning.sparsity.projections import keep_count
-from admm_pruning.store.stages import StageResult, settings_hash
+from admm_pruning.store.stages import StageResult
 from admm_pruning.training.loggers import LoggerFactory, RunIdentity, close_logger
 
 if TYPE_CHECKING:
@@ -56,7 +58,8 @@ def run_identity(cfg: DictConfig, pruner: str, plan: Plan, sizes: dict[str, int]
     numerics; the recipes and the pruner's settings): the seeds of a point share it."""
     c = planned_compression(plan, sizes)
     point = {"key": key, "keep": plan.keep,
-             **{k: OmegaConf.to_container(cfg[k], resolve=True) for k in POINT_KEYS if k in cfg}}
+             **{k: OmegaConf.to_container(cfg[k], resolve=True) for k in POINT_KEYS if k in cfg},
+             "pruner": keyed_node(cfg.pruner)}
     point_name = f"{cfg.experiment_name}-{pruner}-x{compact(c)}-{settings_hash(point)[:8]}"
     tags = [pruner, str(cfg.data.name), f"seed={cfg.seed}", f"point={point_name}"]
     rho = cfg.pruner.get("rho")

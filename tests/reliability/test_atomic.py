@@ -17,6 +17,7 @@ import torch
 
 from admm_pruning.foundations.files import load_tensors, save_tensors, write_json
 from admm_pruning.report.sparsity import write_table
+from admm_pruning.store.descriptions import RoundDesc
 from admm_pruning.store.stages import StageCache
 
 from .helpers import ONESHOT, copy_run, outcome, run, stage_dir
@@ -68,7 +69,8 @@ save_tensors(Path(sys.argv[1]), {"w": torch.zeros(100_000)})
 
 def test_a_sigkilled_writer_leaves_the_old_artifact_and_the_next_compute_sweeps_its_temp_file(tmp_path):
     cache = StageCache(tmp_path)
-    d = cache.dir_for("stage", {"a": 1})
+    desc = RoundDesc(1, {"a": 1})
+    d = cache.dir_for(desc)
     d.mkdir(parents=True)
     save_tensors(d / "weights.pt", {"w": torch.ones(3)})
     ready = tmp_path / "ready"
@@ -81,7 +83,7 @@ def test_a_sigkilled_writer_leaves_the_old_artifact_and_the_next_compute_sweeps_
     proc.wait(timeout=30)
     assert load_tensors(d / "weights.pt")["w"].equal(torch.ones(3))  # old file intact
     assert list(d.glob(".weights.pt.*.tmp"))  # the half-written temp file the kill left
-    cache.run("stage", {"a": 1}, lambda sd, resume: (save_tensors(sd / "weights.pt", {"w": torch.zeros(3)}), {})[1])
+    cache.run(desc, lambda sd, resume: (save_tensors(sd / "weights.pt", {"w": torch.zeros(3)}), {})[1])
     assert not list(d.glob(".*.tmp"))
 
 

@@ -28,15 +28,31 @@ from admm_pruning.training.recipe import Recipe
 # Keys of a pruner node that are not constructor options.
 META_KEYS = ("_target_", "name")
 
+# Where a pruner class lived when its stages were first keyed. A stage key holds the pruner node,
+# ``_target_`` included, so a class moved to a file of its own is keyed by its first path: its
+# cached stages, and the runs published from them, stay valid (tests/test_configs.py pins them).
+KEYED_AS = {f"admm_pruning.pruners.{module}.{cls}": f"admm_pruning.pruners.magnitude.{cls}" for module, cls in (
+    ("oneshot", "OneShotPruner"), ("random", "RandomPruner"), ("global_magnitude", "GlobalMagnitudePruner"),
+    ("iterative_magnitude", "IterativeMagnitudePruner"))}
+
+
+def keyed_node(node: DictConfig) -> dict[str, Any]:
+    """The resolved pruner node as it keys stages and W&B points (see ``KEYED_AS``)."""
+    plain = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(plain, dict)
+    target = plain.get("_target_")
+    return {**plain, "_target_": KEYED_AS.get(target, target)} if "_target_" in plain else plain
+
 
 @dataclass
 class PruneJob:
     """What a pruner works with.
 
-    ``key`` holds everything that shaped ``model`` and the data (model, data split, seed, trainer
-    numerics): a sub-stage a pruner caches outside its own stage folder ``dir`` (whose name already
-    hashes all of it) must include it in its settings, so nothing trained on other data or another
-    split is ever reused.
+    ``cache`` is a sub-cache inside the pruner's own stage folder ``dir`` (whose name hashes
+    everything that shaped the stage). ``shared`` is the cache every run shares, for sub-stages
+    that other runs may reuse (progressive ADMM's rounds, shared by presets with a common start):
+    a sub-stage cached there must hold ``key`` in its settings (model, data split, seed, trainer
+    numerics), so nothing trained on other data or another split is ever reused.
     """
 
     ctx: StageContext
@@ -46,6 +62,7 @@ class PruneJob:
     key: dict[str, Any]
     dir: Path
     resume: Path | None
+    shared: StageCache | None = None
 
 
 @dataclass

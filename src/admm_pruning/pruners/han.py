@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from admm_pruning.foundations.checks import positive
 from admm_pruning.models.layers import prunable_layers
-from admm_pruning.pruners.magnitude import IterativeMagnitudePruner, dropout_for
+from admm_pruning.pruners.iterative_magnitude import IterativeMagnitudePruner, dropout_for
 from admm_pruning.sparsity.projections import keep_count
 from admm_pruning.training.modules import OptimizerFactory
 from admm_pruning.training.recipe import Recipe
@@ -45,6 +46,7 @@ class HanPruner(IterativeMagnitudePruner):
                  epochs_per_round: int = 2, batch_size: int = 50, l2: float = 5e-5, dropout: float = 0.5,
                  dropout_layer: str | None = None) -> None:
         super().__init__(optimizer, rounds, epochs_per_round, batch_size, l2, dropout, dropout_layer)
+        positive("pruner.lr_scale", lr_scale)
         self.lr_scale = lr_scale
 
     def round_masks(self, model: nn.Module, keep: dict[str, float], r: int) -> tuple[dict[str, torch.Tensor],

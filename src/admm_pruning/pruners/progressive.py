@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from admm_pruning.foundations.checks import dropout_rate, epochs, non_negative, positive
 from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.foundations.files import load_tensors, save_tensors
 from admm_pruning.models.layers import prunable_layers
@@ -33,7 +34,8 @@ from admm_pruning.sparsity.admm import ADMMSchedule
 from admm_pruning.sparsity.masks import apply_masks, current_masks, plain_state_dict, remove_masks
 from admm_pruning.sparsity.projections import keep_count
 from admm_pruning.sparsity.targets import scale_profile
-from admm_pruning.store.stages import StageCache, StageResult
+from admm_pruning.store.descriptions import ProgressiveADMMDesc, ProgressiveRetrainDesc
+from admm_pruning.store.stages import StageResult
 from admm_pruning.training.context import StageContext
 from admm_pruning.training.distributed import is_launch_rank_zero
 from admm_pruning.training.modules import OptimizerFactory
@@ -105,6 +107,12 @@ class ProgressiveADMMPruner(Pruner):
                  retrain_l2: float = 0.0, retrain_dropout: float = 0.5, retrain_dropout_scaled_by: str | None = None,
                  candidates: int = 1, keep_best: int = 1, sparsity: dict[str, str] | None = None,
                  **schedule: Any) -> None:
+        positive("pruner.rounds", rounds)
+        epochs("pruner.round_retrain_epochs", round_retrain_epochs)
+        non_negative("pruner.retrain_l2", retrain_l2)
+        dropout_rate("pruner.retrain_dropout", retrain_dropout)
+        positive("pruner.candidates", candidates)
+        positive("pruner.keep_best", keep_best)
         if candidates < 1 or keep_best < 1:
             raise ConfigError(f"pruner.candidates={candidates}, pruner.keep_best={keep_best}: both must be >= 1")
         if not targets and step <= 1:
@@ -168,12 +176,12 @@ class ProgressiveADMMPruner(Pruner):
     def _candidate(self, job: PruneJob, r: int, keep: dict[str, float], state: State, cand: int,
                    last: bool) -> StageResult:
         """One candidate of round r: ADMM from ``state`` (then, unless last, the round's retraining),
-        each a stage keyed by everything that shaped it, in the folder shared by all runs."""
-        cache = StageCache(job.dir.parent)
+        each a stage keyed by everything that shaped it, in the cache shared by all runs."""
+        cache = job.shared
+        assert cache is not None, "progressive ADMM needs the shared stage cache (the pipeline gives it)"
         ctx = replace(job.ctx, seed=job.ctx.seed + 1000 * r + cand)
         start = _fingerprint({**state[0], **{f"mask:{k}": v for k, v in state[1].items()}})
-        admm_key = {"start": start, "keep": keep, "seed": ctx.seed, "admm": self.schedule.settings(),
-                    "sparsity": self.sparsity, "context": job.key}
+        admm_desc = ProgressiveADMMDesc(start, keep, ctx.seed, self.schedule.settings(), self.sparsity, job.key)
 
         def admm(d: Path, resume: Path | None) -> dict[str, Any]:
             _load(job.model, *state)
@@ -182,7 +190,7 @@ class ProgressiveADMMPruner(Pruner):
             _load(job.model, plain_state_dict(job.model), masks)
             return {"admm_val_acc": admm_val, **_save(ctx, job.model, masks, d), **record}
 
-        done = cache.run("progressive-admm", admm_key, admm)
+        done = cache.run(admm_desc, admm)
         if last:
             return done
 
@@ -194,7 +202,7 @@ class ProgressiveADMMPruner(Pruner):
             train(ctx, job.model, recipe, "round-retrain", d, resume)
             return _save(ctx, job.model, current_masks(job.model), d)
 
-        return cache.run("progressive-retrain", {"parent": admm_key, "recipe": recipe.settings()}, retrain)
+        return cache.run(ProgressiveRetrainDesc(admm_desc, recipe.settings()), retrain)
 
 
 def _load(model: nn.Module, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from admm_pruning.foundations.checks import dropout_rate, factor, non_negative, positive
 from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.sparsity.projections import group_count, group_mask, keep_count
 
@@ -56,6 +57,14 @@ class ADMMSchedule:
     lr_policy: str | None = None
 
     def __post_init__(self) -> None:
+        """Each option checked by its config key (the schedule is the pruner node's options)."""
+        for name in ("batch_size", "iterations", "epochs_per_iteration", "rho", "rho_scale", "rho_multiplier",
+                     "rho_max", "lr_drop_epochs"):
+            positive(f"pruner.{name}", getattr(self, name))
+        non_negative("pruner.eps", self.eps)
+        non_negative("pruner.l2", self.l2)
+        dropout_rate("pruner.dropout", self.dropout)
+        factor("pruner.lr_drop_gamma", self.lr_drop_gamma)
         policy = self.lr_policy
         if policy not in LR_POLICIES:
             raise ConfigError(f"pruner.lr_policy={policy!r}: expected one of {', '.join(map(str, LR_POLICIES))}")

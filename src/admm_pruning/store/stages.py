@@ -8,7 +8,6 @@ metrics was interrupted and resumes from that checkpoint, if it loads safely.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from filelock import FileLock
 
+from admm_pruning.foundations.desc import Desc
 from admm_pruning.foundations.files import load_tensors, sha256, write_json
 from admm_pruning.training.distributed import is_launch_rank_zero, launch_job_id
 
@@ -31,11 +31,6 @@ ARTIFACTS = "artifacts"
 
 OWNER = ".owner"  # job id of the rank 0 computing the stage (DDP ranks >= 1 join it)
 SEGMENT = ".segment.json"  # when the current run of a stage began, and the seconds of earlier runs
-
-
-def settings_hash(settings: dict[str, Any]) -> str:
-    blob = json.dumps(settings, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def artifact_problem(d: Path, metrics: Any) -> str | None:
@@ -109,13 +104,12 @@ class StageCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def dir_for(self, name: str, settings: dict[str, Any]) -> Path:
-        return self.root / f"{name}-{settings_hash(settings)}"
+    def dir_for(self, desc: Desc) -> Path:
+        return self.root / desc.folder()
 
     def run(
         self,
-        name: str,
-        settings: dict[str, Any],
+        desc: Desc,
         compute: Callable[[Path, Path | None], dict[str, Any]],
     ) -> StageResult:
         """Reuse the stage if complete and intact, else compute it (resuming from its last checkpoint).
@@ -123,7 +117,8 @@ class StageCache:
         A lock file serialises processes that want the same stage (parallel sweep jobs sharing
         the dense checkpoint): the first computes it, the others wait and reuse it.
         """
-        d = self.dir_for(name, settings)
+        name, settings = desc.name, desc.settings()
+        d = self.dir_for(desc)
         metrics = self._completed(d, report=False)
         if metrics is not None:
             return StageResult(name, d, metrics, cached=True)

@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from admm_pruning.config import as_number, get_key
+from admm_pruning.config import get_key
+from admm_pruning.foundations.checks import as_number
 from admm_pruning.foundations.errors import ConfigError
 from admm_pruning.pruners.base import pruner_class
 

@@ -1,6 +1,6 @@
-"""Magnitude baselines: one-shot to the targets, one global threshold, and iterative magnitude
-pruning to the targets over rounds (Han et al.'s schedule without Han's own recipe); and random
-pruning to the targets, the sanity floor every method must clear."""
+"""Iterative magnitude pruning to the targets over rounds, surviving weights kept: Han et al.'s
+schedule with exact top-k rounds and without Han's own threshold rule and retraining recipe
+(``pruners/han.py`` is Han's method)."""
 
 from __future__ import annotations
 
@@ -13,58 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from admm_pruning.foundations.checks import dropout_rate, non_negative, positive
 from admm_pruning.foundations.files import load_tensors, save_tensors
-from admm_pruning.models.layers import prunable_layers
 from admm_pruning.pruners.base import PruneJob, Pruner, PruneResult
-from admm_pruning.sparsity.masks import apply_masks, global_magnitude_masks, magnitude_masks, remove_masks
-from admm_pruning.sparsity.projections import keep_count
+from admm_pruning.sparsity.masks import apply_masks, magnitude_masks, remove_masks
+from admm_pruning.store.descriptions import RoundDesc
 from admm_pruning.training.distributed import is_launch_rank_zero
 from admm_pruning.training.modules import OptimizerFactory
 from admm_pruning.training.recipe import Recipe, train
 
 log = logging.getLogger("admm_pruning")
-
-
-class OneShotPruner(Pruner):
-    """Magnitude pruning to the targets in one step: ADMM with the ADMM removed."""
-
-    name = "oneshot"
-
-    def masks(self, model: nn.Module, keep: dict[str, float]) -> dict[str, torch.Tensor]:
-        return magnitude_masks(model, keep)
-
-    def prune(self, job: PruneJob) -> PruneResult:
-        return PruneResult(self.masks(job.model, job.keep))
-
-
-class RandomPruner(Pruner):
-    """Each layer keeps exactly its target count of weights, drawn uniformly at random from the
-    run's seed (ShrinkBench's RandomPruning): what a pruner is worth is its margin over this."""
-
-    name = "random"
-
-    def prune(self, job: PruneJob) -> PruneResult:
-        gen = torch.Generator().manual_seed(job.ctx.seed)
-        layers, masks = prunable_layers(job.model), {}
-        for name, frac in job.keep.items():
-            w = layers[name].weight
-            chosen = torch.randperm(w.numel(), generator=gen)[: keep_count(w.numel(), frac)]
-            flat = torch.zeros(w.numel(), dtype=torch.bool)
-            flat[chosen] = True
-            masks[name] = flat.view_as(w).to(w.device)
-        return PruneResult(masks)
-
-
-class GlobalMagnitudePruner(OneShotPruner):
-    """One magnitude threshold across the target layers, keeping as many weights in total as the
-    per-layer targets do (so compressions match); the per-layer split is the method's choice."""
-
-    name = "global_magnitude"
-
-    def masks(self, model: nn.Module, keep: dict[str, float]) -> dict[str, torch.Tensor]:
-        layers = prunable_layers(model)
-        k = sum(keep_count(layers[n].weight.numel(), f) for n, f in keep.items())
-        return global_magnitude_masks(model, list(keep), k)
 
 
 def dropout_for(p0: float, masks: dict[str, torch.Tensor], layer: str | None) -> float:
@@ -88,6 +46,10 @@ class IterativeMagnitudePruner(Pruner):
     def __init__(self, optimizer: OptimizerFactory, rounds: int = 3, epochs_per_round: int = 2,
                  batch_size: int = 50, l2: float = 5e-5, dropout: float = 0.5,
                  dropout_layer: str | None = None) -> None:
+        for key, value in (("rounds", rounds), ("epochs_per_round", epochs_per_round), ("batch_size", batch_size)):
+            positive(f"pruner.{key}", value)
+        non_negative("pruner.l2", l2)
+        dropout_rate("pruner.dropout", dropout)
         self.optimizer, self.rounds, self.epochs_per_round = optimizer, rounds, epochs_per_round
         self.batch_size, self.l2, self.dropout, self.dropout_layer = batch_size, l2, dropout, dropout_layer
 
@@ -140,7 +102,7 @@ class IterativeMagnitudePruner(Pruner):
             save_tensors(d / "weights.pt", {k: v.detach().cpu() for k, v in job.model.state_dict().items()})
             return {"dropout": recipe.dropout, "val_acc": job.ctx.val_score(job.model)}
 
-        done = job.cache.run(f"round{r}", {"round": r, "recipe": recipe.settings()}, compute)
+        done = job.cache.run(RoundDesc(r, recipe.settings()), compute)
         if done.cached:
             job.model.load_state_dict(load_tensors(done.dir / "weights.pt"))
         return {"dropout": done.metrics["dropout"], "val_acc": done.metrics.get("val_acc")}
