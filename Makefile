@@ -14,18 +14,33 @@ help: ## List the targets
 	@echo "Variables: DATA=mnist|mnist10k (default mnist), ARGS='hydra overrides', DATA_DIR=path (default ./data), TORCH_INDEX=url (install: an extra index, e.g. CPU wheels)"
 	@echo "Studies (sweep-*, progressive-*, profile-*): SEEDS=0,1,2 PRUNERS=admm,han TARGETS=16,32 replace a grid axis"
 
-# TORCH_INDEX: an extra index for torch and torchvision. Empty (the default): the ordinary package
-# index only, which is all CI reaches; on x86_64 that is a CUDA build of several GB. A CPU-only
-# machine can take the CPU wheels (their +cpu versions win): TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# The install is the lock's exact set (requirements.lock: versions and sha256 of every file), for
+# CPython 3.11 on x86_64 Linux. TORCH_INDEX: an extra index for torch and torchvision, e.g. the CPU
+# wheels (https://download.pytorch.org/whl/cpu) on a CPU-only machine; their +cpu versions are not
+# the lock's, so that install takes pyproject.toml's ranges instead (as does LOCK= on another platform).
 TORCH_INDEX ?=
-$(STAMP): pyproject.toml
+LOCK ?= requirements.lock
+PIP_VERSION ?= 26.3
+$(STAMP): pyproject.toml $(LOCK)
 	@echo "Installing into $(VENV) (torch 2.14 is large: a CUDA build of several GB unless TORCH_INDEX names CPU wheels)"
 	$(PY_BASE) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install pip==$(PIP_VERSION)
+ifeq ($(if $(TORCH_INDEX),,$(LOCK)),)
 	$(PY) -m pip install $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e '.[dev,slurm]'
+else
+	$(PY) -m pip install --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+endif
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv from pyproject.toml, showing pip's progress (torch 2.14 + torchvision 0.29.2 pinned; TORCH_INDEX=<url> for CPU wheels)
+install: $(STAMP) ## Create .venv from requirements.lock (exact versions and hashes; TORCH_INDEX=<url> for CPU wheels, unlocked)
+
+lock: ## Refresh requirements.lock: the newest versions within pyproject.toml's ranges, with hashes (then make test)
+	$(PY_BASE) -m venv .lock-venv && .lock-venv/bin/python -m pip install -q uv
+	.lock-venv/bin/uv pip compile pyproject.toml --extra dev --extra slurm --generate-hashes --upgrade \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-annotate --no-header -o $(LOCK).body
+	{ sed -n '1,/^# Refresh/p' $(LOCK); cat $(LOCK).body; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv $(LOCK).body
 
 test: $(STAMP) ## Run the default test suite (about 5 min on 2 CPU cores)
 	$(PY) -m pytest -q -m "not slow and not reliability"
@@ -192,6 +207,11 @@ speedup-mnist: $(STAMP) ## The same for the full-MNIST structured run (conv1 fil
 	$(MAKE) speedup SPEEDUP_RUN=results/lenet5_admm_structured_shape_short/mnist/seed0/summary.json \
 		SPEEDUP_COMPARE="results/lenet5_admm_40x/mnist/seed0/summary.json results/lenet5_admm_71x/mnist10k/seed0/summary.json" \
 		SPEEDUP_OUT=results/speedup_mnist.md
+
+DEPLOY_RUNS ?= results/lenet5_compare_mnist/runs/b24/admm_x71.2_seed2/summary.json \
+	results/lenet5_admm_structured_shape_short/mnist10k/seed0/summary.json
+deploy: $(STAMP) ## onnxruntime CPU inference, dense / masked / shrunk at batch 1 and 256, CSR kernels on the costliest conv -> results/deploy.md (needs the runs' stage folders)
+	$(PY) benchmarks/deploy.py $(DEPLOY_RUNS) --out results/deploy.md $(ARGS)
 
 bench: $(STAMP) ## Training throughput vs a plain PyTorch loop; ADMM and masked vs dense epoch time (full MNIST, 1 epoch x 5 rounds: about 17 min)
 	$(PY) benchmarks/throughput.py --data $(DATA) --epochs 1 --rounds 5 $(ARGS)
