@@ -138,3 +138,18 @@ def test_a_network_onnx_cannot_express_is_exported_without_onnx_and_the_run_goes
     assert e["formats"]["onnx"] == {"exported": False, "reason": "the exporter cannot express this network"}
     assert e["formats"]["safetensors"]["max_abs_diff"] < 1e-4
     assert "model.onnx" not in e["files"] and not (tmp_path / "model.onnx").exists()
+
+
+def test_a_shape_pruned_conv_is_one_conv_in_the_onnx_graph(tmp_path):
+    """onnxruntime runs an im2col written in Gathers slower than the whole dense network: the
+    ONNX graph holds the shape-wise conv as one Conv (zeros in the removed columns), while the
+    safetensors file keeps only the kept columns."""
+    import collections
+
+    import onnx
+
+    export(pruned("lenet5_shape"), tmp_path)
+    ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node)
+    assert ops["Conv"] == 2 and ops["Gather"] <= 1 and not {"Range", "Pad", "Transpose"} & set(ops), ops
+    model = pruned("lenet5_shape")
+    assert max_diff(run_onnx(tmp_path / "model.onnx", images()), model(images())) < 1e-4
