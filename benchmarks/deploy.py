@@ -134,7 +134,7 @@ def render(results: list[dict[str, Any]], threads: int, rounds: int, command: st
              f"Made on {prov['cpu']}, onnxruntime {ort.__version__} with {threads} intra-op thread(s), torch "
              f"{prov['torch']}; code git {prov.get('commit', '?')}; load average {load:.1f} on "
              f"{prov['cpu_count']} cores when it began (other work shares the cores above 0; the rounds "
-             "interleave, so the ratios hold better than the times). Each graph is timed in {rounds} interleaved "
+             f"interleave, so the ratios hold better than the times). Each graph is timed in {rounds} interleaved "
              "rounds after warm-up; the table gives the median ms per call. *dense*: the unpruned network "
              "(pretrain stage); *masked*: the pruned model exported as it trains (weight x mask in the graph); "
              "*shrunk*: the run's exported model.onnx (dead filters, channels, rows and columns removed; "

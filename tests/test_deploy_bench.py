@@ -58,6 +58,7 @@ def test_the_deploy_report_measures_all_three_graphs_and_the_sparse_kernels(tmp_
     assert probe["layer"] == "conv2"  # the layer with the most multiply-adds
     m, k, n = probe["shape"]
     assert n % deploy.BATCHES[-1] == 0 and probe["density"] > 0.05  # conv2 keeps 8%, more once shrunk
-    text = deploy.render([result], 1, 1, "python benchmarks/deploy.py x", 0.0)
+    text = deploy.render([result], 1, 7, "python benchmarks/deploy.py x", 0.0)
+    assert "timed in 7 interleaved rounds" in text
     assert text.count("| toy oneshot x71.2") == len(deploy.BATCHES) + 1
     assert "Sparse kernels on the costliest conv" in text
