@@ -81,7 +81,8 @@ def results_section(results: Path, base: Path = ROOT) -> str:
                   + ", ".join(f"[{p.parent.name}]({_link(p, base)}) "
                               f"([plot]({_link(p.parent / 'accuracy_vs_compression.png', base)}))"
                               for p in sweeps) + "."]
-    extra = [(f, label) for f, label in ((results / "speedup_mnist.md", "measured inference speedup, full MNIST"),
+    extra = [(f, label) for f, label in ((results / "deploy.md", "onnxruntime CPU inference: dense, masked, shrunk"),
+                                         (results / "speedup_mnist.md", "measured inference speedup, full MNIST"),
                                          (results / "speedup.md", "measured inference speedup of structured pruning"),
                                          (results / "alexnet_weights.md", "AlexNet weight counts vs the 21x preset"))
              if f.is_file()]
