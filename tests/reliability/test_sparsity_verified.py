@@ -70,9 +70,9 @@ def test_weights_changed_during_the_run_fail_it(baseline, data_dir, tmp_path, mo
     root = copy_run(baseline[0], tmp_path)
     real = pipeline.StageCache.run
 
-    def run_then_touch(self: Any, name: str, *args: Any) -> Any:
-        result = real(self, name, *args)
-        if name == "retrain":
+    def run_then_touch(self: Any, desc: Any, *args: Any) -> Any:
+        result = real(self, desc, *args)
+        if desc.name == "retrain":
             changed_after_finishing(result.dir)
         return result
 
