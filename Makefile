@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml $(LOCK)
 ifeq ($(if $(TORCH_INDEX),,$(LOCK)),)
 	$(PY) -m pip install $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e '.[dev,slurm]'
 else
+	@$(PY) -c 'import platform, sys; ok = sys.version_info[:2] == (3, 11) and platform.machine() == "x86_64" \
+		and sys.platform == "linux"; sys.exit(0 if ok else "$(LOCK) is for CPython 3.11 on x86_64 Linux, not " \
+		+ platform.python_version() + " on " + platform.machine() + " " + sys.platform \
+		+ ": make install LOCK= installs from pyproject.toml ranges")'
 	$(PY) -m pip install --require-hashes --no-deps -r $(LOCK)
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 endif
