@@ -12,7 +12,7 @@ The shrunk model's two layers of its own are rewritten in terms anyone can rebui
 
 The ONNX graph is the same function in the operators runtimes run fastest: a shape-wise conv is
 one Conv over the shrunk channels with zeros in its removed columns (onnxruntime ran the im2col
-form's Gathers 1.5x slower than the whole dense network: results/deploy.md).
+form's Gathers slower than the whole dense network; the Conv form: results/deploy.md).
 """
 
 from __future__ import annotations
