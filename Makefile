@@ -183,7 +183,7 @@ compare-lenet5: $(STAMP) ## Tuned comparison, LeNet-5: 7 pruners tuned on valida
 	$(STUDY) experiment=lenet5_compare data=$(DATA) $(REPORT_GRID) $(ARGS)
 	$(PY) -m admm_pruning.analysis.budgets results/lenet5_$(DATA)_compare --paper lenet5 --wandb
 
-compare-lenet5-mnist: $(STAMP) ## The comparison's full-MNIST points: ADMM, Han, one-shot at 71.2/128/256/512x, 5 seeds, with the mnist10k study's choices
+compare-lenet5-mnist: $(STAMP) ## The comparison's full-MNIST points: ADMM, Han, one-shot at 32/71.2/128/256/512x, 5 seeds, with the mnist10k study's choices
 	$(STUDY) experiment=lenet5_compare_mnist $(GRID) $(ARGS)
 	$(PY) -m admm_pruning.analysis.budgets results/lenet5_compare_mnist --paper lenet5 --wandb
 	$(PY) -m admm_pruning.analysis.verdict
