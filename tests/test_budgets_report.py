@@ -55,7 +55,21 @@ def test_cost_counts_each_shared_stage_once_times_its_threads():
              "stage_cached": {"pretrain": True, "admm": False, "retrain": False},
              "stage_seconds": {"pretrain": 3600, "admm": 900, "retrain": 900}, "provenance": {"threads": 1}}]
     runs.reverse()  # the reused pretrain stage counts at the threads of the run that computed it
-    assert cost_lines(runs)[0].startswith("Measured compute of these 2 runs: 4.50 CPU-hours (5 distinct stages")
+    assert cost_lines(runs)[0].startswith("Measured compute of these 2 runs: 4.50 CPU-hours for the 5 distinct stages")
+
+
+def test_a_stage_every_run_found_cached_is_said_apart_as_wall_time():
+    """The seeds' dense models of a study that reuses another study's pretraining were computed
+    elsewhere, at threads these runs do not record: 1 h of retraining is measured, the 0.5 h dense
+    stage is said apart as wall time (the old count folded it in at the reusing run's threads)."""
+    runs = [{"stage_dirs": {"pretrain": "/s/pre", "retrain": "/s/r1"},
+             "stage_cached": {"pretrain": True, "retrain": False},
+             "stage_seconds": {"pretrain": 1800, "retrain": 3600}, "provenance": {"threads": 1}}]
+    assert cost_lines(runs) == [
+        "Measured compute of these 1 runs: 1.00 CPU-hours for the 1 distinct stages they computed (each counted once, "
+        "seconds times the torch threads of the run that computed it), and 0.50 hours of wall time for 1 stage(s) "
+        "every run found cached (computed before these summaries, by an earlier run or another study, threads not "
+        "recorded): at least 1.50 CPU-hours in all."]
 
 
 def test_the_frontier_is_chosen_on_validation_and_its_test_change_read_once():

@@ -16,8 +16,15 @@ from pathlib import Path
 
 from admm_pruning.analysis.aggregate import log_to_wandb
 from admm_pruning.analysis.budget_plot import plot_changes
-from admm_pruning.analysis.claims import HOLM, change_table, compare_across, comparison_table, frontier, frontier_table
-from admm_pruning.analysis.compare import per_target_table
+from admm_pruning.analysis.claims import (
+    HOLM,
+    change_table,
+    compare_across,
+    comparison_table,
+    frontier,
+    frontier_table,
+    per_target_table,
+)
 from admm_pruning.analysis.paired import MARGIN as NO_LOSS
 from admm_pruning.analysis.paired import Difference
 from admm_pruning.analysis.paper import study_points
@@ -54,7 +61,7 @@ def claim_verdict(s: Study, budget: int) -> tuple[str, str | None]:
         head = "undecided"
     reach = (f"within {100 * NO_LOSS:g} pt of dense on validation, admm reaches {_reach(fa, ta)} "
              f"and han {_reach(fh, th)}")
-    per_target = "; ".join(f"{k:g}x: {o}, {signed(d)}" for k, (d, o) in at.items())
+    per_target = "; ".join(f"{k:g}x: {o}, {signed(d, o)}" for k, (d, o) in at.items())
     return f"At {budget} epochs, {head}: {reach}; admm - han per target ({HOLM}): {per_target}.", winner
 
 
@@ -86,14 +93,25 @@ def settings_table(runs: list[dict]) -> list[str]:
 
 def cost_lines(runs: list[dict]) -> list[str]:
     """CPU-hours measured: each stage once (stages are shared between runs; a reused stage's metrics
-    keep the seconds it took to compute), times the threads of the run that computed it."""
-    seen: dict[str, float] = {}
-    stages = [(r["stage_cached"][n], n, d, r) for r in runs for n, d in r.get("stage_dirs", {}).items()]
-    for _, name, d, r in sorted(stages, key=lambda t: t[0]):  # computed (not cached) first
-        seen.setdefault(d, r["stage_seconds"][name] * ((r.get("provenance") or {}).get("threads") or 1))
-    hours = sum(seen.values()) / 3600
-    return [f"Measured compute of these {len(runs)} runs: {hours:.2f} CPU-hours ({len(seen)} distinct stages, "
-            "each counted once, seconds times the torch threads of the run that computed it)."]
+    keep the seconds it took to compute), times the threads of the run that computed it. A stage
+    that every run found cached was computed before these summaries were written (by a run they
+    replaced, or another study), with threads not recorded: its seconds are said apart, as wall time."""
+    computed: dict[str, float] = {}
+    for r in runs:
+        threads = (r.get("provenance") or {}).get("threads") or 1
+        for name, d in r.get("stage_dirs", {}).items():
+            if not r["stage_cached"][name]:
+                computed.setdefault(d, r["stage_seconds"][name] * threads)
+    reused = {d: r["stage_seconds"][name] for r in runs for name, d in r.get("stage_dirs", {}).items()
+              if d not in computed}
+    done, found = sum(computed.values()) / 3600, sum(reused.values()) / 3600
+    line = (f"Measured compute of these {len(runs)} runs: {done:.2f} CPU-hours for the {len(computed)} distinct "
+            "stages they computed (each counted once, seconds times the torch threads of the run that computed it)")
+    if reused:
+        line += (f", and {found:.2f} hours of wall time for {len(reused)} stage(s) every run found cached (computed "
+                 "before these summaries, by an earlier run or another study, threads not recorded): at least "
+                 f"{done + found:.2f} CPU-hours in all")
+    return [line + "."]
 
 
 def where_tuned(runs: list[dict], tuning: list[dict]) -> str:

@@ -8,6 +8,7 @@ where the runs share none), and everything else is called undecided.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from admm_pruning.analysis.runs import Point, Study
@@ -90,27 +91,16 @@ def _names(pruners: list[str]) -> str:
     return ", ".join(f"`{p}`" for p in pruners)
 
 
-def target_verdict(at: dict[str, Point]) -> str:
-    """At one target: the most accurate pruner wins only if it is better than every other at 5%."""
+def target_verdict(at: dict[str, Point], better: Callable[[str, str], bool] | None = None) -> str:
+    """At one target: the most accurate pruner wins only if it is better than every other at 5%
+    (``better(leader, rival)``; by default one paired test, unadjusted: pass the Holm-adjusted
+    outcomes where several targets are judged)."""
     if len(at) == 1:
         return f"only {next(iter(at))}"
+    better = better or (lambda x, y: decide(at[x], at[y]) > 0)
     leader = max(at, key=lambda p: at[p].test.mean)
-    tied = [p for p in sorted(at) if p != leader and decide(at[leader], at[p]) <= 0]
+    tied = [p for p in sorted(at) if p != leader and not better(leader, p)]
     if not tied:
         return f"{leader} wins"
     below = [p for p in sorted(at) if p != leader and p not in tied]
     return f"undecided between {', '.join([leader, *tied])}" + (f"; {leader} above {', '.join(below)}" if below else "")
-
-
-def per_target_table(s: Study) -> list[str]:
-    """Mean ± sd, n and 95% interval of final test top-1 per pruner and target, with the verdict."""
-    keys = sorted({pt.key for pts in s.points.values() for pt in pts})
-    lines = ["Final test top-1 per pruner: mean ± sd over seeds (n, 95% interval of the mean, Student t). "
-             "A pruner wins a target only if it is better than every other at 5%, paired by seed (their "
-             "differences: the paired tables); otherwise the target is undecided.", "",
-             "| target | verdict | " + " | ".join(s.pruners) + " |", "|---:|---|" + "---:|" * len(s.pruners)]
-    for k in keys:
-        at = {p: pt for p in s.pruners if (pt := point_at(s.points[p], k)) is not None}
-        cells = " | ".join(at[p].test.cell() if p in at else "-" for p in s.pruners)
-        lines.append(f"| {k:g}x | {target_verdict(at)} | {cells} |")
-    return lines

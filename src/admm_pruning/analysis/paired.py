@@ -40,7 +40,7 @@ class Difference:
     paired: bool = True
 
     def interval(self, level: float = 0.95) -> tuple[float, float] | None:
-        if self.n < 2 or not math.isfinite(self.df):
+        if self.n < 2 or math.isnan(self.df):
             return None
         h = stats.t.ppf(0.5 + level / 2, self.df) * self.se
         return self.mean - h, self.mean + h
@@ -88,36 +88,38 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Difference:
     return Difference(statistics.fmean(a) - statistics.fmean(b), sd, min(len(a), len(b)), df, se, paired=False)
 
 
-def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+def holm(pvalues: Sequence[float | None], at_most: int | None = None) -> list[float | None]:
     """Holm's step-down adjustment of a family of p-values (None stays None): the k-th smallest of
-    m is multiplied by m - k + 1, then made monotone and capped at 1."""
+    m is multiplied by m - k + 1, then made monotone and capped at 1. ``at_most`` is Shaffer's
+    bound: when no more than that many of the nulls can be true at once, no multiplier exceeds it."""
     ranked = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
     m, out, running = len(ranked), list(pvalues), 0.0
     for k, (p, i) in enumerate(ranked):
-        running = max(running, min(1.0, (m - k) * p))
+        running = max(running, min(1.0, min(m - k, at_most or m) * p))
         out[i] = running
     return out
 
 
-def seeds_needed(d: Difference, margin: float = MARGIN) -> int | None:
-    """The smallest n at which the observed mean and sd would decide one test at 5% (a difference,
-    or equivalence when |mean| < margin), before any multiplicity adjustment; None when no n would
-    (n < 2, or a mean at exactly the margin)."""
+def seeds_needed(d: Difference, margin: float = MARGIN, alpha: float = ALPHA) -> int | None:
+    """The smallest n at which the observed mean and sd would decide one test at ``alpha`` (a
+    difference, or equivalence when |mean| < margin); None when no n would (n < 2, or a mean at
+    exactly the margin). For a family of k targets, alpha / k is enough after Holm's adjustment."""
     if d.n < 2 or not math.isfinite(d.df):
         return None
     for n in range(2, MAX_SEEDS + 1):
         se = d.sd / math.sqrt(n)
-        if d.mean and abs(d.mean) > stats.t.ppf(1 - ALPHA / 2, n - 1) * se:
+        if d.mean and abs(d.mean) > stats.t.ppf(1 - alpha / 2, n - 1) * se:
             return n
-        if abs(d.mean) + stats.t.ppf(1 - ALPHA, n - 1) * se < margin:
+        if abs(d.mean) + stats.t.ppf(1 - alpha, n - 1) * se < margin:
             return n
     return None
 
 
 def outcome(d: Difference, a: str, b: str, p_diff: float | None = None, p_equiv: float | None = None,
-            margin: float = MARGIN) -> str:
+            margin: float = MARGIN, targets: int = 1) -> str:
     """"<a> better", "<b> better", "equivalent within ±<margin> pt" or "undecided (...)"; the p's
-    default to the unadjusted ones (pass Holm-adjusted ones for a family of targets)."""
+    default to the unadjusted ones (pass Holm-adjusted ones, and the family's ``targets``, for a
+    claim checked at several targets)."""
     p_diff = d.p_difference() if p_diff is None else p_diff
     p_equiv = d.p_equivalence(margin) if p_equiv is None else p_equiv
     equivalent = p_equiv is not None and p_equiv < ALPHA
@@ -127,9 +129,12 @@ def outcome(d: Difference, a: str, b: str, p_diff: float | None = None, p_equiv:
         return f"equivalent within ±{100 * margin:g} pt"
     if d.n < 2:
         return f"undecided (n={d.n}: no spread)"
-    need = seeds_needed(d, margin)
-    if need is None:
-        return "undecided (no n in reach would decide)"
-    if need <= d.n:  # this n decides one test alone; the family's adjustment asks for more
-        return "undecided (decided at 5% alone, not after Holm's adjustment)"
-    return f"undecided (n={need} would decide at 5%, before Holm)"
+    alone = seeds_needed(d, margin)
+    if targets == 1:
+        if alone is not None and alone <= d.n:  # decided alone, but a caller's adjustment took it away
+            return "undecided (decided at 5% alone, not after Holm's adjustment)"
+        return f"undecided (n={alone} would decide at 5%)" if alone else "undecided (no n in reach would decide)"
+    adjusted = seeds_needed(d, margin, ALPHA / targets)
+    after = (f"n={adjusted} would decide" if adjusted else "no n in reach would decide") + \
+        f" after Holm's adjustment over {targets} targets"
+    return f"undecided (decided at 5% alone; {after})" if alone is not None and alone <= d.n else f"undecided ({after})"

@@ -109,8 +109,8 @@ def render(results: Path, base: Path = ROOT) -> str:
             f"{results_section(results, base)}\n\n"
             "Verdicts on the papers' claims, on full MNIST (the papers' protocol), from the tuned comparisons "
             "(each pruner tuned on mnist10k's validation split with equal trials, fresh seeds, test read once), "
-            "paired by seed and Holm-adjusted across the targets of each claim, network and budget; every row, "
-            "the mnist10k stand-in and each pruner's frontier: [results/verdict.md]"
+            "paired by seed and Holm-adjusted over both tests at every target of each claim, network and budget; "
+            "every row, the mnist10k stand-in and each pruner's frontier: [results/verdict.md]"
             f"({_link(results / 'verdict.md', base)}) (`make verdict`):\n\n{readme_table(results, base)}\n{END}")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from admm_pruning.analysis.compare import comp, dominance, per_target_table
+from admm_pruning.analysis.claims import per_target_table
+from admm_pruning.analysis.compare import comp, dominance
 from admm_pruning.analysis.diagnostics import diagnostics_section, per_layer_table
 from admm_pruning.analysis.paper import paper_section
 from admm_pruning.analysis.runs import TOLERANCES, Study

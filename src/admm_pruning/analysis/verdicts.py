@@ -17,11 +17,13 @@ from admm_pruning.analysis.runs import Point
 UNDECIDED = "undecided"
 
 
-def dense_id(run: dict) -> object:
+def dense_id(run: dict) -> tuple:
     """What identifies a run's dense model: its pretrain stage folder (a hash of everything that
-    shaped it), or, in summaries without one, its dense test accuracy."""
+    shaped it) and its dense test and validation accuracies. The folder alone is not enough: one
+    description retrained on another machine (an emptied stage cache) gives other weights under
+    the same name."""
     stage = (run.get("stage_dirs") or {}).get("pretrain")
-    return PurePath(stage).name if stage else ("dense_acc", run.get("dense_acc"))
+    return PurePath(stage).name if stage else None, run.get("dense_acc"), run.get("dense_val_acc")
 
 
 def difference(a: Point, b: Point, key: str = "final_acc") -> Difference:
@@ -47,18 +49,27 @@ def decide(a: Point, b: Point) -> int:
     return 0 if p is None or p >= ALPHA else (1 if d.mean > 0 else -1)
 
 
-def signed(d: Difference) -> str:
-    """'+0.30 pts (n=3, 95% CI +0.12 to +0.48)', Welch's marked; in points."""
-    ci = d.interval(0.95)
-    spread = "" if ci is None else f", 95% CI {100 * ci[0]:+.2f} to {100 * ci[1]:+.2f}"
+def signed(d: Difference, said: str = "") -> str:
+    """'+0.30 pts (n=3, 95% CI +0.12 to +0.48)', Welch's marked; in points. Where the outcome
+    ``said`` is equivalence, the 90% interval that decided it is shown too."""
+    def span(level: float) -> str:
+        ci = d.interval(level)
+        return "" if ci is None else f", {100 * level:g}% CI {100 * ci[0]:+.2f} to {100 * ci[1]:+.2f}"
+    tost = span(0.90) if "equivalent" in said else ""
     kind = "" if d.paired else ", unpaired: Welch"
-    return f"{100 * d.mean:+.2f} pts (n={d.n}{spread}{kind})"
+    return f"{100 * d.mean:+.2f} pts (n={d.n}{span(0.95)}{tost}{kind})"
 
 
 def family(diffs: Sequence[Difference | None], a: str, b: str, margin: float = MARGIN) -> list[str | None]:
-    """The outcome of each difference of one comparison at several targets, Holm-adjusted across them."""
-    p_diff = holm([d.p_difference() if d else None for d in diffs])
-    p_equiv = holm([d.p_equivalence(margin) if d else None for d in diffs])
-    return [None if d is None else outcome(d, a, b, pd if pd is not None else 1.0, pe if pe is not None else 1.0,
-                                           margin)
+    """The outcome of each difference of one comparison at several targets. Both tests at every
+    target (a difference; equivalence within the margin) form one Holm family, so the claims of the
+    whole comparison hold at 5% together; at most one of a target's two nulls ("no difference",
+    "differ by at least the margin") can be true, so by Shaffer's bound no multiplier exceeds the
+    number of targets tested."""
+    tested = sum(1 for d in diffs if d is not None and d.p_difference() is not None)
+    p = holm([d.p_difference() if d else None for d in diffs] + [d.p_equivalence(margin) if d else None for d in diffs],
+             at_most=tested)
+    p_diff, p_equiv = p[:len(diffs)], p[len(diffs):]
+    return [None if d is None else outcome(d, a, b, 1.0 if pd is None else pd, 1.0 if pe is None else pe, margin,
+                                           max(tested, 1))
             for d, pd, pe in zip(diffs, p_diff, p_equiv, strict=True)]
