@@ -45,7 +45,9 @@ def test_provenance_reports_this_process(tmp_path):
     p = provenance(repo=tmp_path / "nowhere")
     assert p["torch"] == torch.__version__ and p["cuda"] == torch.version.cuda
     assert p["threads"] == torch.get_num_threads() and p["device"] == "cpu" and p["gpu"] is None
-    assert p["cpu"] and describe(p).startswith(f"Made on {p['cpu']}, {p['threads']} threads (cpu), torch ")
+    word = "thread" if p["threads"] == 1 else "threads"
+    assert p["cpu"] and describe(p).startswith(f"Made on {p['cpu']}, {p['threads']} {word} (cpu), torch ")
+    assert describe({**p, "threads": 1}).startswith(f"Made on {p['cpu']}, 1 thread (cpu)")
 
 
 def test_a_run_records_the_commit_it_started_from_not_one_made_while_it_trained(tmp_path, monkeypatch):

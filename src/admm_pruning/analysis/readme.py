@@ -40,7 +40,7 @@ def _machine(s: dict) -> str:
     if p.get("gpu"):
         return p["gpu"].replace("NVIDIA ", "")
     cpu = (p.get("cpu") or "CPU").replace("(R)", "").replace(" Processor", "")
-    return f"{cpu}, {p['threads']} threads" if p.get("threads") else "-"
+    return f"{cpu}, {p['threads']} thread{'s' * (p['threads'] != 1)}" if p.get("threads") else "-"
 
 
 def _epochs(s: dict) -> str:

@@ -72,7 +72,7 @@ def provenance(device: torch.device | str = "cpu", repo: Path = REPO) -> dict[st
 
 def describe(p: dict[str, Any]) -> str:
     """One line for a table: where and by what code a result was made."""
-    where = p["gpu"] or f"{p['cpu']}, {p['threads']} threads"
+    where = p["gpu"] or f"{p['cpu']}, {p['threads']} thread{'s' * (p['threads'] != 1)}"
     marks = {True: " (dirty)", None: " (copied tree, not checked for edits)", False: ""}
     code = "unknown commit" if not p.get("commit") else f"git {p['commit'][:10]}" + marks[p["dirty"]]
     return f"Made on {where} ({p['device']}), torch {p['torch']}, Python {p['python']}; code {code}."
