@@ -44,3 +44,8 @@ def test_each_claim_gets_a_paired_verdict_per_target_with_its_study(tmp_path):
     assert "- lenet5, mnist, 24 epochs: admm 256x" not in text and "admm 71.2x (test change +0.05 pts" in text
     table = readme_table(tmp_path, tmp_path)
     assert "mnist10k" not in table and table.count("| ADMM vs Han (admm - han) | lenet5 | mnist |") == 2
+    # the sentence read off the rows: counts per outcome, rows named when there are at most two
+    assert table.splitlines()[-1] == (
+        "Read from these rows: ADMM vs Han (2 rows): admm better at 1 (lenet5 71.2x, 24 epochs), undecided at 1 "
+        "(lenet5 256x, 24 epochs); ADMM vs one-shot (1 row): undecided at 1 (lenet5 71.2x, 24 epochs); ADMM no loss "
+        "at the paper's compression (1 row): above dense, by less than 0.1 pt at 1 (lenet5 71.2x, 24 epochs).")

@@ -1,6 +1,7 @@
 """report.md of a tuned comparison (study=compare): per budget, each pruner's chosen setting on fresh
 seeds, its frontier (chosen on validation), the paired differences between pruners and against each
-run's own dense model with their outcomes (better, equivalent, undecided; Holm across targets), and
+run's own dense model with their outcomes (better, equivalent, undecided; one Holm family over both tests at
+every target), and
 the verdict on the paper's claim (ADMM reaches a higher compression than Han at no loss).
 
 Usage: python -m admm_pruning.analysis.budgets STUDY_DIR [--paper STUDY] [--wandb]
@@ -44,7 +45,7 @@ def by_budget(runs: list[dict]) -> dict[int, Study]:
 def claim_verdict(s: Study, budget: int) -> tuple[str, str | None]:
     """The paper's claim at one budget: does ADMM reach a higher compression than Han within NO_LOSS
     of dense (the frontier, chosen on validation), and is it better than Han there, paired by seed
-    (Holm-adjusted across the targets)? Returns the sentence and the winner (None: undecided)."""
+    (Holm-adjusted over the comparison's targets)? Returns the sentence and the winner (None: undecided)."""
     if "admm" not in s.best or "han" not in s.best:
         return f"At {budget} epochs: admm or han is missing, no verdict.", None
     (fa, ta), (fh, th) = frontier(s, "admm"), frontier(s, "han")

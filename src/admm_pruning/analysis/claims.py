@@ -1,7 +1,8 @@
 """The comparison tables a tuned study reports, all paired by seed (analysis/verdicts.py).
 
-- a pruner against another at each target: the paired difference, Holm-adjusted across targets;
-- each pruner against its own dense models: the paired change, Holm-adjusted across targets;
+- a pruner against another at each target: the paired difference, one Holm family over both tests
+  (difference, equivalence) at every target;
+- each pruner against its own dense models: the paired change, one such family;
 - the frontier: per pruner, the highest target whose mean change on **validation** is >= -0.1 pt,
   then its test change, read once.
 """

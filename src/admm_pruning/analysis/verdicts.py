@@ -51,19 +51,20 @@ def decide(a: Point, b: Point) -> int:
 
 def signed(d: Difference, said: str = "") -> str:
     """'+0.30 pts (n=3, 95% CI +0.12 to +0.48)', Welch's marked; in points. Where the outcome
-    ``said`` is equivalence, the 90% interval that decided it is shown too."""
+    ``said`` claims equivalence, the (unadjusted) 90% interval of the two one-sided tests is shown too."""
     def span(level: float) -> str:
         ci = d.interval(level)
         return "" if ci is None else f", {100 * level:g}% CI {100 * ci[0]:+.2f} to {100 * ci[1]:+.2f}"
-    tost = span(0.90) if "equivalent" in said else ""
+    tost = span(0.90) if "equivalent" in said or "by less than" in said else ""
     kind = "" if d.paired else ", unpaired: Welch"
     return f"{100 * d.mean:+.2f} pts (n={d.n}{span(0.95)}{tost}{kind})"
 
 
 def family(diffs: Sequence[Difference | None], a: str, b: str, margin: float = MARGIN) -> list[str | None]:
     """The outcome of each difference of one comparison at several targets. Both tests at every
-    target (a difference; equivalence within the margin) form one Holm family, so the claims of the
-    whole comparison hold at 5% together; at most one of a target's two nulls ("no difference",
+    target (a difference; equivalence within the margin) form one Holm family, so the chance of
+    rejecting any true null of the comparison stays under 5% (one family per comparison, none across
+    comparisons); at most one of a target's two nulls ("no difference",
     "differ by at least the margin") can be true, so by Shaffer's bound no multiplier exceeds the
     number of targets tested."""
     tested = sum(1 for d in diffs if d is not None and d.p_difference() is not None)
