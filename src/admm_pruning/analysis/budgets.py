@@ -1,8 +1,8 @@
 """report.md of a tuned comparison (study=compare): per budget, each pruner's chosen setting on fresh
 seeds, its frontier (chosen on validation), the paired differences between pruners and against each
-run's own dense model with their outcomes (better, equivalent, undecided; one Holm family over both tests at
-every target), and
-the verdict on the paper's claim (ADMM reaches a higher compression than Han at no loss).
+run's own dense model with their outcomes (better, equivalent, undecided; one Holm family over both
+tests at every target), and the verdict on the paper's claim (ADMM reaches a higher compression than
+Han at no loss).
 
 Usage: python -m admm_pruning.analysis.budgets STUDY_DIR [--paper STUDY] [--wandb]
 (STUDY_DIR holds tuning/ and runs/, e.g. results/lenet5_mnist10k_compare).

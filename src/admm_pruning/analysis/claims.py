@@ -98,8 +98,11 @@ def frontier_table(s: Study) -> list[str]:
 def per_target_table(s: Study) -> list[str]:
     """Mean ± sd, n and 95% interval of final test top-1 per pruner and target, with the verdict:
     a win needs the Holm-adjusted paired outcome against every other pruner (compare_across)."""
-    wins = {(a, b, k) for a in s.pruners for b in s.pruners if a != b
-            for k, _, o in compare_across(s, a, b) if o.startswith(f"{a} better")}
+    wins = set()
+    for i, a in enumerate(s.pruners):  # one family per unordered pair; its outcome names the better one
+        for b in s.pruners[i + 1:]:
+            for k, _, o in compare_across(s, a, b):
+                wins |= {(x, y, k) for x, y in ((a, b), (b, a)) if o.startswith(f"{x} better")}
     lines = ["Final test top-1 per pruner: mean ± sd over seeds (n, 95% interval of the mean, Student t). "
              f"A pruner wins a target only if it is better than every other at 5%, paired by seed and {HOLM} "
              "(the paired tables); otherwise the target is undecided.", "",
